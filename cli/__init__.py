@@ -1,0 +1,1 @@
+"""The ``sparseidx`` command line (installed as the ``sparseidx_cli`` package)."""

@@ -1,0 +1,136 @@
+"""``sparseidx bench``: recall against latency for sparseidx and its peers, in one run."""
+
+from __future__ import annotations
+
+import os
+
+import click
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from sparseidx.bench import harness
+from sparseidx.bench import peers as methods
+from sparseidx.data import load_interactions, lookup_ids
+from sparseidx.errors import DataError
+from sparseidx.evaluate import onto_items
+from sparseidx.index import Index
+
+from .common import echo_json, info
+
+PEERS = ("scipy", "seismic", "faiss")
+
+
+def _int_list(ctx, param, value):
+    try:
+        out = [int(v) for v in value.split(",") if v]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter("give positive integers, e.g. 1,2")
+    return out
+
+
+def _peer_list(ctx, param, value):
+    names = [v for v in value.split(",") if v]
+    unknown = sorted(set(names) - set(PEERS))
+    if unknown:
+        raise click.BadParameter(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEERS)}")
+    return names
+
+
+@click.command()
+@click.argument("index", type=click.Path(exists=True, file_okay=False))
+@click.option("--train", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Interactions giving each query user's history.")
+@click.option("--test", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Held-out interactions: query users are the test users; quality is measured on them.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Report directory: report.json, report.md, latency.png, batch_<t>t.png.")
+@click.option("--peers", default="scipy,seismic", show_default=True, callback=_peer_list,
+              help=f"Comma-separated peers among {', '.join(PEERS)} (faiss needs --dense-index).")
+@click.option("--dense-index", "dense_indexes", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="FAISS-backed index(es) for the faiss peer (repeat for several).")
+@click.option("--threads", default=f"1,{numba.config.NUMBA_NUM_THREADS}", show_default=True, callback=_int_list,
+              help="Thread counts for batch throughput.")
+@click.option("-k", "k", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--queries", type=click.IntRange(min=1), default=None,
+              help="Use a random sample of this many test users (default: all).")
+@click.option("--latency-queries", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Queries timed one by one for single-thread latency.")
+@click.option("--sweep", type=click.Choice(["default", "quick"]), default="default", show_default=True,
+              help="quick: a few settings per method, for smoke runs.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report rows as JSON.")
+def bench(index, train, test, out, peers, dense_indexes, threads, k, queries, latency_queries, sweep, seed, as_json):
+    """Recall@k against the exact answer vs queries per second, for every method and setting.
+
+    \b
+    Example:
+      sparseidx bench book.idx --train train.txt --test test.txt --out reports/bench \\
+          --peers scipy,seismic,faiss --dense-index lowrank.idx --threads 1,2
+    Single-thread latency (p50, p99) and all-core batch throughput are reported separately,
+    with Recall@k/NDCG@k on the test split and index bytes per method.
+    """
+    if "faiss" in peers and not dense_indexes:
+        raise click.UsageError("the faiss peer needs --dense-index PATH (build one with "
+                               "'sparseidx build TRAIN --model chol-lowrank --backend faiss --faiss-index HNSW32,Flat')")
+    idx = Index.open(index)
+    if getattr(idx, "backend", "sparse") != "sparse":
+        raise DataError(f"{index}: bench compares sparse indexes with their peers; give a sparse index")
+    train_i = load_interactions(train, item_ids=idx.item_ids, skip_unknown=True)
+    test_i = load_interactions(test)
+    H, T, sizes = _queries(idx, train_i, test_i, queries, seed)
+    info(f"{H.shape[0]:,} queries; computing exact answers")
+    exact = idx.search_detailed(H, k).ids
+    chosen = _methods(idx, peers, dense_indexes, sweep)
+    rows = harness.run(chosen, H, T, sizes, exact, k, threads, latency_queries, idx.n_items, seed)
+    meta = {"index": os.path.abspath(index), "queries": int(H.shape[0]), "latency_queries": latency_queries,
+            "n_items": idx.n_items, "k": k, "threads": threads}
+    harness.write_report(rows, out, meta, k, threads)
+    if as_json:
+        echo_json({"meta": meta, "rows": rows})
+    else:
+        click.echo(harness.markdown(rows, meta, k, threads))
+        info(f"report written to {out}")
+
+
+QUICK = {"sparseidx": [{}, {"budget": 200_000}, {"query_dims": 300}],
+         "seismic": [{"query_cut": 300, "heap_factor": 0.9}]}
+
+
+def _methods(idx, names, dense_indexes, sweep):
+    """sparseidx first, then the requested peers, with full or quick sweeps."""
+    quick = sweep == "quick"
+    chosen = [methods.Sparseidx(idx, QUICK["sparseidx"] if quick else None)]
+    for name in names:
+        if name == "scipy":
+            chosen.append(methods.ScipyExact(idx))
+        elif name == "seismic":
+            chosen.append(methods.Seismic(idx, QUICK["seismic"] if quick else None))
+        else:
+            for path in dense_indexes:
+                peer = methods.Faiss(path)
+                if quick:
+                    peer.sweep = peer.sweep[:: max(1, len(peer.sweep) // 2)]
+                chosen.append(peer)
+    return chosen
+
+
+def _queries(idx, train, test, n_queries, seed):
+    """Histories of the test users (a seeded sample of them), their test rows and |test| sizes."""
+    sizes = np.diff(test.X.indptr)
+    users = np.flatnonzero(sizes > 0)
+    rows, in_train = lookup_ids(train.user_ids, test.user_ids[users])
+    users, rows = users[in_train], rows[in_train]
+    if n_queries is not None and n_queries < len(users):
+        pick = np.sort(np.random.default_rng(seed).choice(len(users), n_queries, replace=False))
+        users, rows = users[pick], rows[pick]
+    H = onto_items(train, idx.item_ids)[rows]
+    H.sort_indices()
+    col, known = lookup_ids(idx.item_ids, test.item_ids)
+    T = test.X[users].tocoo()
+    keep = known[T.col]
+
+    T = sp.csr_matrix((T.data[keep], (T.row[keep], col[T.col[keep]])), shape=(len(users), idx.n_items))
+    return H, T, sizes[users]

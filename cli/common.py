@@ -1,0 +1,76 @@
+"""Options and output helpers shared by the commands: JSON on stdout, tables for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+import numpy as np
+
+
+def search_options(f):
+    """The query-time knobs every searching command accepts."""
+    options = [
+        click.option("--query-dims", type=click.IntRange(min=1), default=None,
+                     help="Keep only the m strongest dimensions of the user vector u = xE."),
+        click.option("--query-mass", type=click.FloatRange(0, 1, min_open=True), default=None,
+                     help="Keep the strongest dimensions of u holding this fraction of sum |u|."),
+        click.option("--budget", type=click.IntRange(min=1), default=None,
+                     help="Scan at most this many postings per query, highest impact first (anytime)."),
+        click.option("--ef-search", type=click.IntRange(min=1), default=None,
+                     help="FAISS HNSW indexes: efSearch (candidate list size) per query."),
+        click.option("--nprobe", type=click.IntRange(min=1), default=None,
+                     help="FAISS IVF indexes: inverted lists probed per query."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="Threads for batches (default: all cores)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def search_kwargs(**options) -> dict:
+    """Keyword arguments for ``search_detailed`` from the shared options (unset ones left out)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def echo_json(obj) -> None:
+    """Machine output: one JSON document on stdout."""
+    click.echo(json.dumps(obj, indent=2, default=_plain))
+
+
+def _plain(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def echo_table(rows: list[dict], columns: list[str] | None = None) -> None:
+    """People output: an aligned plain-text table on stdout."""
+    if not rows:
+        return
+    columns = columns or list(rows[0])
+    cells = [[_fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+    click.echo("  ".join("-" * w for w in widths))
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def info(message: str) -> None:
+    """A note for people, on stderr so that stdout stays machine-readable."""
+    click.echo(message, err=True)
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()

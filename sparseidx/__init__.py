@@ -1,0 +1,13 @@
+"""sparseidx: train, index and serve sparse high-dimensional item embeddings for recommendation."""
+
+__version__ = "0.1.0"
+
+from .data import Interactions, load_interactions  # noqa: E402
+from .errors import DataError, IndexFormatError, SparseIdxError  # noqa: E402
+from .evaluate import evaluate  # noqa: E402
+from .factors import Factors, load_embeddings  # noqa: E402
+from .index import Index, SparseIndex  # noqa: E402
+from .models.cholesky import fit_cholesky  # noqa: E402
+
+__all__ = ["__version__", "Interactions", "load_interactions", "Factors", "load_embeddings", "fit_cholesky",
+           "Index", "SparseIndex", "evaluate", "SparseIdxError", "DataError", "IndexFormatError"]

@@ -1,0 +1,1 @@
+"""Benchmark harness: timing, recall against exact answers, peers, reports and plots."""

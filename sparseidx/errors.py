@@ -1,0 +1,38 @@
+"""Exceptions that carry a user-facing message: what is wrong, where, and how to fix it."""
+
+
+class SparseIdxError(Exception):
+    """Base class for every expected failure; the CLI prints it as one line and exits 1."""
+
+
+class DataError(SparseIdxError):
+    """Input data (interactions, histories, embeddings) is malformed or inconsistent."""
+
+
+class UnknownItemError(DataError):
+    """A query or evaluation refers to item ids the index does not contain."""
+
+
+class IndexFormatError(SparseIdxError):
+    """An index directory is missing, tampered with, truncated or of an unsupported version."""
+
+
+class MemoryBudgetError(SparseIdxError):
+    """A computation would need more memory than this machine has available."""
+
+
+class MissingDependencyError(SparseIdxError):
+    """An optional dependency is needed for the requested feature but is not installed."""
+
+
+def require(module: str, extra: str, feature: str):
+    """Import an optional dependency, or raise a MissingDependencyError naming the extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{feature} needs the optional package '{module}' ({exc}); "
+            f"install it with: pip install 'sparseidx[{extra}]'"
+        ) from None

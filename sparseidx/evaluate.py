@@ -1,0 +1,119 @@
+"""Ranking metrics (BARS definitions) and the evaluation of an index on a train/test split.
+
+Recall@k = hits / |test|; Precision@k = hits / k; NDCG@k with the ideal DCG over
+min(|test|, k) positions; MAP@k = sum over hit ranks r of Precision@r divided by
+min(|test|, k); coverage = fraction of the user's non-history items with a
+non-zero score. Averages are over users with at least one test item.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from .data import Interactions, load_interactions, lookup_ids
+from .progress import bar, log
+
+DEFAULT_BATCH = 4096
+
+
+def ranking_metrics(ids: np.ndarray, test: sp.csr_matrix, ks=(20,), test_sizes: np.ndarray | None = None
+                    ) -> dict[str, np.ndarray]:
+    """Per-user metrics of rankings ``ids`` (users x K, -1 for padding) against test rows.
+
+    ``test`` has one row per ranked user (columns in the ids' item space);
+    ``test_sizes`` overrides |test| per user (e.g. counting test items the
+    index cannot rank). Returns arrays keyed ``recall@k``, ``ndcg@k``, ...
+    """
+    ids = np.asarray(ids)
+    test = sp.csr_matrix(test)
+    n, K = ids.shape
+    sizes = np.diff(test.indptr) if test_sizes is None else np.asarray(test_sizes)
+    n_items = test.shape[1]
+    test_keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(test.indptr)) * n_items + test.indices
+    rec_keys = np.arange(n, dtype=np.int64)[:, None] * n_items + np.where(ids < 0, 0, ids)
+    hit = np.isin(rec_keys, test_keys) & (ids >= 0)
+    discount = 1.0 / np.log2(np.arange(2, K + 2))
+    out = {}
+    for k in ks:
+        if k > K:
+            raise ValueError(f"metric cut-off {k} exceeds the ranking length {K}")
+        h = hit[:, :k]
+        hits = h.sum(axis=1)
+        safe = np.maximum(sizes, 1)
+        ideal_len = np.minimum(sizes, k)
+        idcg = np.concatenate(([0.0], np.cumsum(discount[:k])))[ideal_len]
+        dcg = (h * discount[:k]).sum(axis=1)
+        prec_at_r = np.cumsum(h, axis=1) / np.arange(1, k + 1)
+        out[f"recall@{k}"] = hits / safe
+        out[f"precision@{k}"] = hits / k
+        out[f"ndcg@{k}"] = np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1), 0.0)
+        out[f"map@{k}"] = (prec_at_r * h).sum(axis=1) / np.maximum(ideal_len, 1)
+    return out
+
+
+def evaluate(index, train: Interactions | str | os.PathLike, test: Interactions | str | os.PathLike,
+             ks=(20,), batch_size: int = DEFAULT_BATCH, **search_options) -> dict:
+    """Rank all items for every test user (train items excluded) and average the metrics.
+
+    ``train`` supplies each user's history, ``test`` the held-out items; both may be
+    paths or Interactions. Search options (``query_dims``, ``threads``, ...) are
+    passed to ``index.search_detailed``.
+    """
+    ks = sorted({int(k) for k in ks})
+    start = time.perf_counter()
+    train = train if isinstance(train, Interactions) else load_interactions(train, item_ids=index.item_ids,
+                                                                             skip_unknown=True)
+    if not isinstance(test, Interactions):
+        test = load_interactions(test)
+    if getattr(train, "dropped", 0):
+        log.warning("Warning: %d train interactions name items the index does not have; ignored", train.dropped)
+    train_X = onto_items(train, index.item_ids)
+    col, known = lookup_ids(index.item_ids, test.item_ids)
+    sizes_all = np.diff(test.X.indptr)
+    T = test.X.tocoo()
+    keep = known[T.col]
+    test_X = sp.csr_matrix((T.data[keep], (T.row[keep], col[T.col[keep]])), shape=(test.n_users, index.n_items))
+    users = np.flatnonzero(sizes_all > 0)
+    rows, in_train = lookup_ids(train.user_ids, test.user_ids[users])
+    histories = train_X[np.where(in_train, rows, 0)]
+    if not in_train.all():
+        histories = sp.csr_matrix(histories.multiply(in_train[:, None].astype(np.float32)))
+        log.warning("Warning: %d test users have no train history; they get the most popular items",
+                    int((~in_train).sum()))
+    per_user = {f"{m}@{k}": [] for k in ks for m in ("recall", "precision", "ndcg", "map")}
+    coverage, postings = [], []
+    K = max(ks)
+    batches = range(0, len(users), batch_size)
+    with bar(batches, length=len(batches), label="evaluating") as progress:
+        for s in progress:
+            sel = slice(s, s + batch_size)
+            res = index.search_detailed(histories[sel], K, **search_options)
+            metrics = ranking_metrics(res.ids, test_X[users[sel]], ks, sizes_all[users[sel]])
+            for name, vals in metrics.items():
+                per_user[name].append(vals)
+            hist_len = np.diff(histories[sel].indptr)
+            coverage.append(res.nonzero / np.maximum(index.n_items - hist_len, 1))
+            postings.append(res.postings)
+    result = {"users": int(len(users)), "items": int(index.n_items)}
+    for name, parts in per_user.items():
+        result[name] = float(np.concatenate(parts).mean()) if parts else 0.0
+    result["coverage"] = float(np.concatenate(coverage).mean()) if coverage else 0.0
+    result["postings_per_query"] = float(np.concatenate(postings).mean()) if postings else 0.0
+    result["unknown_test_interactions"] = int((~keep).sum())
+    result["cold_users"] = int((~in_train).sum())
+    result["seconds"] = round(time.perf_counter() - start, 3)
+    return result
+
+
+def onto_items(inter: Interactions, item_ids: np.ndarray) -> sp.csr_matrix:
+    """The interactions' matrix with columns in the order of ``item_ids`` (unknown columns dropped)."""
+    if len(inter.item_ids) == len(item_ids) and np.array_equal(inter.item_ids, item_ids):
+        return inter.X
+    col, known = lookup_ids(item_ids, inter.item_ids)
+    C = inter.X.tocoo()
+    keep = known[C.col]
+    return sp.csr_matrix((C.data[keep], (C.row[keep], col[C.col[keep]])), shape=(inter.n_users, len(item_ids)))

@@ -1,0 +1,194 @@
+"""The one shape every model reduces to: score(x, i) = prior_i * <x E, V_i>.
+
+E (encoder, items x dims) turns a history x into a user vector u = x E; V (item
+embeddings, items x dims) is served as one posting list per dimension; priors
+scale each item's score. Everything after training (index, query, evaluation,
+export, benchmark) works on this shape alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import DataError
+
+
+@dataclass
+class Factors:
+    """Encoder, item embeddings, priors and item ids of one trained model."""
+
+    encoder: sp.csr_matrix
+    embeddings: sp.csr_matrix
+    priors: np.ndarray
+    item_ids: np.ndarray
+    model: str = "imported"
+    params: dict = field(default_factory=dict)
+    popularity: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.encoder = _canonical_csr(self.encoder, "encoder")
+        self.embeddings = _canonical_csr(self.embeddings, "embeddings")
+        self.priors = np.ascontiguousarray(self.priors, dtype=np.float32)
+        self.item_ids = np.asarray(self.item_ids)
+        if self.popularity is not None:
+            self.popularity = np.asarray(self.popularity, dtype=np.int64)
+        self.validate()
+
+    @property
+    def n_items(self) -> int:
+        return self.embeddings.shape[0]
+
+    @property
+    def n_dims(self) -> int:
+        return self.embeddings.shape[1]
+
+    def validate(self) -> None:
+        """Raise DataError unless shapes, dtypes and values are consistent and finite."""
+        n, d = self.embeddings.shape
+        if self.encoder.shape != (n, d):
+            raise DataError(f"encoder has shape {self.encoder.shape} but item embeddings have {(n, d)}: "
+                            "both must be items x dims")
+        if self.priors.shape != (n,):
+            raise DataError(f"priors have shape {self.priors.shape}, expected ({n},), one per item")
+        if self.item_ids.shape != (n,):
+            raise DataError(f"item ids have shape {self.item_ids.shape}, expected ({n},)")
+        if len(np.unique(self.item_ids)) != n:
+            raise DataError("item ids are not unique")
+        if self.popularity is not None and self.popularity.shape != (n,):
+            raise DataError(f"popularity has shape {self.popularity.shape}, expected ({n},)")
+        for name, arr in (("encoder", self.encoder.data), ("embeddings", self.embeddings.data),
+                          ("priors", self.priors)):
+            if not np.all(np.isfinite(arr)):
+                raise DataError(f"{name} contain NaN or infinite values")
+
+    def dense_scores(self, X: sp.spmatrix) -> np.ndarray:
+        """Brute-force scores of every item for every row of X (for checks on small data)."""
+        U = sp.csr_matrix(X, dtype=np.float32) @ self.encoder
+        return np.asarray((U @ self.embeddings.T).todense()) * self.priors[None, :]
+
+
+def _canonical_csr(M, name: str) -> sp.csr_matrix:
+    """CSR float32 with sorted, duplicate-free indices and no explicit zeros."""
+    if not sp.issparse(M):
+        M = np.asarray(M)
+        if M.ndim != 2:
+            raise DataError(f"{name} must be a 2-d matrix, got {M.ndim} dimensions")
+    M = sp.csr_matrix(M, dtype=np.float32)
+    M.sum_duplicates()
+    M.eliminate_zeros()
+    M.sort_indices()
+    M.indices = M.indices.astype(np.int32, copy=False)
+    M.indptr = M.indptr.astype(np.int64, copy=False)
+    return M
+
+
+def load_embeddings(path: str | os.PathLike, item_ids: np.ndarray | None = None) -> Factors:
+    """Import embeddings trained elsewhere from an ``.npz`` or canonical Parquet export.
+
+    ``.npz``: either a scipy sparse matrix saved by ``scipy.sparse.save_npz`` (used
+    as both encoder and item embeddings), or arrays ``encoder`` / ``embeddings``
+    (sparse: ``{name}_data``, ``{name}_indices``, ``{name}_indptr``, ``{name}_shape``;
+    or dense 2-d arrays), with optional ``priors`` and ``item_ids``.
+    ``.parquet``: the file written by ``sparseidx export --to parquet``.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file")
+    if path.endswith((".parquet", ".pq")):
+        from .export.parquet import read_parquet_factors
+
+        return read_parquet_factors(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable .npz file: {exc}") from None
+    keys = set(archive.files)
+    if {"data", "indices", "indptr", "shape", "format"} <= keys:
+        E = V = sp.load_npz(path).tocsr()
+    else:
+        E = _matrix_from_npz(path, archive, "encoder")
+        V = _matrix_from_npz(path, archive, "embeddings")
+        if E is None and V is None:
+            raise DataError(f"{path}: holds neither a scipy sparse matrix nor 'encoder'/'embeddings' arrays "
+                            f"(found {sorted(keys)})")
+        E = V if E is None else E
+        V = E if V is None else V
+    n = V.shape[0]
+    priors = archive["priors"] if "priors" in keys else np.ones(n, dtype=np.float32)
+    if "item_ids" in keys:
+        ids = archive["item_ids"]
+    elif item_ids is not None:
+        ids = item_ids
+    else:
+        ids = np.arange(n, dtype=np.int64)
+    if len(ids) != n:
+        raise DataError(f"{path}: {len(ids)} item ids for {n} embedding rows")
+    try:
+        return Factors(encoder=E, embeddings=V, priors=priors, item_ids=ids, model="imported",
+                       params={"source": os.path.basename(path)})
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
+
+
+def _matrix_from_npz(path: str, archive, name: str):
+    keys = set(archive.files)
+    if name in keys:
+        return sp.csr_matrix(archive[name])
+    parts = [f"{name}_{p}" for p in ("data", "indices", "indptr", "shape")]
+    if all(p in keys for p in parts):
+        data, indices, indptr, shape = (archive[p] for p in parts)
+        try:
+            return sp.csr_matrix((data, indices, indptr), shape=tuple(shape))
+        except ValueError as exc:
+            raise DataError(f"{path}: '{name}' is not a valid CSR matrix: {exc}") from None
+    present = [p for p in parts if p in keys]
+    if present:
+        raise DataError(f"{path}: '{name}' is incomplete: has {present}, needs {parts}")
+    return None
+
+
+
+@dataclass
+class DenseFactors:
+    """The one shape with dense low-rank matrices, served by FAISS: score = prior_i * <x E, V_i>."""
+
+    encoder: np.ndarray
+    embeddings: np.ndarray
+    priors: np.ndarray
+    item_ids: np.ndarray
+    model: str = "imported"
+    params: dict = field(default_factory=dict)
+    popularity: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.encoder = np.ascontiguousarray(self.encoder, dtype=np.float32)
+        self.embeddings = np.ascontiguousarray(self.embeddings, dtype=np.float32)
+        self.priors = np.ascontiguousarray(self.priors, dtype=np.float32)
+        self.item_ids = np.asarray(self.item_ids)
+        if self.popularity is not None:
+            self.popularity = np.asarray(self.popularity, dtype=np.int64)
+        n, d = self.embeddings.shape
+        if self.encoder.shape != (n, d):
+            raise DataError(f"encoder has shape {self.encoder.shape} but item embeddings have {(n, d)}")
+        if self.priors.shape != (n,) or self.item_ids.shape != (n,):
+            raise DataError(f"priors and item ids must have one entry per item ({n})")
+        for name, arr in (("encoder", self.encoder), ("embeddings", self.embeddings), ("priors", self.priors)):
+            if not np.all(np.isfinite(arr)):
+                raise DataError(f"{name} contain NaN or infinite values")
+
+    @property
+    def n_items(self) -> int:
+        return self.embeddings.shape[0]
+
+    @property
+    def n_dims(self) -> int:
+        return self.embeddings.shape[1]
+
+    def dense_scores(self, X: sp.spmatrix) -> np.ndarray:
+        """Brute-force scores of every item for every row of X (for checks on small data)."""
+        U = sp.csr_matrix(X, dtype=np.float32) @ self.encoder
+        return (U @ self.embeddings.T) * self.priors[None, :]

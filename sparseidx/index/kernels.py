@@ -1,0 +1,286 @@
+"""Compiled query path: encode, prune, accumulate over posting lists, mask, top-k.
+
+One query costs about P x 1 ns (P postings touched, scatter-add into a dense
+accumulator) plus a selection pass over the item blocks that were touched.
+Per-thread scratch (accumulator, block flags, user vector) is reused across the
+queries a thread answers and reset only where it was written.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+BLOCK_SHIFT = 6  # item blocks of 64 for touched tracking
+NEG_INF = np.float32(-np.inf)
+
+
+@nb.njit(cache=True, inline="always")
+def _better(s1, i1, s2, i2):
+    """Ranking order: higher score first, then lower item index."""
+    return s1 > s2 or (s1 == s2 and i1 < i2)
+
+
+@nb.njit(cache=True)
+def _sift_down(hs, hi, size, pos):
+    # min-heap on the ranking order: the root is the worst kept candidate
+    while True:
+        left = 2 * pos + 1
+        if left >= size:
+            return
+        worst = left
+        right = left + 1
+        if right < size and _better(hs[worst], hi[worst], hs[right], hi[right]):
+            worst = right
+        if _better(hs[pos], hi[pos], hs[worst], hi[worst]):
+            hs[pos], hs[worst] = hs[worst], hs[pos]
+            hi[pos], hi[worst] = hi[worst], hi[pos]
+            pos = worst
+        else:
+            return
+
+
+@nb.njit(cache=True)
+def _sift_up(hs, hi, pos):
+    while pos > 0:
+        parent = (pos - 1) // 2
+        if _better(hs[parent], hi[parent], hs[pos], hi[pos]):
+            hs[parent], hs[pos] = hs[pos], hs[parent]
+            hi[parent], hi[pos] = hi[pos], hi[parent]
+            pos = parent
+        else:
+            return
+
+
+@nb.njit(cache=True)
+def _offer(hs, hi, size, k, s, i):
+    """Offer candidate (s, i) to a heap holding ``size`` of at most k; returns the new size."""
+    if size < k:
+        hs[size] = s
+        hi[size] = i
+        _sift_up(hs, hi, size)
+        return size + 1
+    if _better(s, i, hs[0], hi[0]):
+        hs[0] = s
+        hi[0] = i
+        _sift_down(hs, hi, size, 0)
+    return size
+
+
+@nb.njit(cache=True)
+def _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget, keep, limit):
+    """Choose which touched dimensions to scan and how many postings of each.
+
+    Writes the kept dimensions into ``keep`` and their posting limits into
+    ``limit``; returns how many were kept. Exact when no knob is set.
+    """
+    if query_dims <= 0 and query_mass <= 0.0 and budget <= 0:
+        for j in range(nd):
+            d = dims[j]
+            keep[j] = d
+            limit[j] = v_indptr[d + 1] - v_indptr[d]
+        return nd
+    mags = np.empty(nd, dtype=np.float32)
+    for j in range(nd):
+        mags[j] = abs(u[dims[j]])
+    order = np.argsort(-mags, kind="mergesort")
+    n_keep = nd
+    if query_dims > 0 and query_dims < n_keep:
+        n_keep = query_dims
+    if query_mass > 0.0 and query_mass < 1.0:
+        total = 0.0
+        for j in range(nd):
+            total += mags[j]
+        acc = 0.0
+        for j in range(n_keep):
+            acc += mags[order[j]]
+            if acc >= query_mass * total:
+                n_keep = j + 1
+                break
+    if budget <= 0:
+        for j in range(n_keep):
+            d = dims[order[j]]
+            keep[j] = d
+            limit[j] = v_indptr[d + 1] - v_indptr[d]
+        return n_keep
+    # budget: scan dimensions by their largest possible contribution |u_d| * max|V_d|
+    bound = np.empty(n_keep, dtype=np.float32)
+    for j in range(n_keep):
+        d = dims[order[j]]
+        bound[j] = mags[order[j]] * max_abs[d]
+    border = np.argsort(-bound, kind="mergesort")
+    left = budget
+    n_out = 0
+    for j in range(n_keep):
+        if left <= 0:
+            break
+        d = dims[order[border[j]]]
+        length = v_indptr[d + 1] - v_indptr[d]
+        take = length if length < left else left
+        keep[n_out] = d
+        limit[n_out] = take
+        left -= take
+        n_out += 1
+    return n_out
+
+
+@nb.njit(cache=True)
+def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, max_abs, priors,
+            k, query_dims, query_mass, budget, exclude,
+            u, dim_mark, dims, keep, limit, acc, block_mark, blocks, hs, hi,
+            out_scores, out_ids):
+    """Answer one query into out_scores/out_ids (length k); returns (postings, non-zero scores).
+
+    The scatter-add marks the 64-item block of every posting without a branch; the
+    selection then visits only marked blocks.
+    """
+    n_items = acc.shape[0]
+    # 1. encode u = x E over the touched dimensions only
+    nd = 0
+    for h in range(q_items.shape[0]):
+        j = q_items[h]
+        w = q_weights[h]
+        for p in range(e_indptr[j], e_indptr[j + 1]):
+            d = e_dims[p]
+            if dim_mark[d] == 0:
+                dim_mark[d] = 1
+                dims[nd] = d
+                nd += 1
+            u[d] += w * e_w[p]
+    # 2. prune the query, 3. accumulate over the posting lists
+    n_keep = _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget, keep, limit)
+    postings = 0
+    for j in range(n_keep):
+        d = keep[j]
+        ud = u[d]
+        start = v_indptr[d]
+        stop = start + limit[j]
+        postings += stop - start
+        for p in range(start, stop):
+            i = v_items[p]
+            acc[i] += ud * v_w[p]
+            block_mark[i >> BLOCK_SHIFT] = 1
+    # 4. mask the history
+    if exclude:
+        for h in range(q_items.shape[0]):
+            i = q_items[h]
+            acc[i] = NEG_INF
+            block_mark[i >> BLOCK_SHIFT] = 1
+    n_blocks = 0
+    for b in range(block_mark.shape[0]):
+        if block_mark[b] != 0:
+            blocks[n_blocks] = b
+            n_blocks += 1
+    # 5. top-k over the touched blocks
+    size = 0
+    nonzero = 0
+    for t in range(n_blocks):
+        b = blocks[t]
+        lo = b << BLOCK_SHIFT
+        hi_ = min(n_items, lo + (1 << BLOCK_SHIFT))
+        for i in range(lo, hi_):
+            a = acc[i]
+            if a == NEG_INF:
+                continue
+            s = a * priors[i]
+            if s != 0.0:
+                nonzero += 1
+            size = _offer(hs, hi, size, k, s, i)
+    # untouched blocks score 0: they enter only if the heap is short or holds scores <= 0
+    if size < k or hs[0] <= 0.0:
+        n_all_blocks = block_mark.shape[0]
+        for b in range(n_all_blocks):
+            if block_mark[b] != 0:
+                continue
+            lo = b << BLOCK_SHIFT
+            hi_ = min(n_items, lo + (1 << BLOCK_SHIFT))
+            stop = False
+            for i in range(lo, hi_):
+                if size == k and not _better(np.float32(0.0), i, hs[0], hi[0]):
+                    stop = True
+                    break
+                size = _offer(hs, hi, size, k, np.float32(0.0), i)
+            if stop:
+                break
+    # 6. sort the kept candidates best first
+    for r in range(size - 1, -1, -1):
+        out_scores[r] = hs[0]
+        out_ids[r] = hi[0]
+        last = r
+        hs[0] = hs[last]
+        hi[0] = hi[last]
+        _sift_down(hs, hi, last, 0)
+    for r in range(size, k):
+        out_scores[r] = NEG_INF
+        out_ids[r] = -1
+    # 7. reset the scratch where it was written
+    for t in range(n_blocks):
+        b = blocks[t]
+        block_mark[b] = 0
+        lo = b << BLOCK_SHIFT
+        hi_ = min(n_items, lo + (1 << BLOCK_SHIFT))
+        for i in range(lo, hi_):
+            acc[i] = 0.0
+    for j in range(nd):
+        d = dims[j]
+        u[d] = 0.0
+        dim_mark[d] = 0
+    return postings, nonzero
+
+
+@nb.njit(cache=True)
+def _new_scratch(n_items, n_dims, k):
+    n_blocks = (n_items >> BLOCK_SHIFT) + 1
+    return (np.zeros(n_dims, dtype=np.float32), np.zeros(n_dims, dtype=np.uint8),
+            np.empty(n_dims, dtype=np.int32), np.empty(n_dims, dtype=np.int32),
+            np.empty(n_dims, dtype=np.int64), np.zeros(n_items, dtype=np.float32),
+            np.zeros(n_blocks, dtype=np.uint8), np.empty(n_blocks, dtype=np.int64),
+            np.empty(k, dtype=np.float32), np.empty(k, dtype=np.int64))
+
+
+@nb.njit(cache=True)
+def search_range(start, stop, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
+                 v_indptr, v_items, v_w, max_abs, priors, k, query_dims, query_mass, budget, exclude,
+                 out_scores, out_ids, out_postings, out_nonzero):
+    """Answer queries start..stop-1 (rows of a CSR history matrix) on one thread."""
+    n_items = priors.shape[0]
+    n_dims = v_indptr.shape[0] - 1
+    u, dim_mark, dims, keep, limit, acc, block_mark, blocks, hs, hi = _new_scratch(n_items, n_dims, k)
+    for q in range(start, stop):
+        a, b = q_indptr[q], q_indptr[q + 1]
+        p, nz = _answer(q_items[a:b], q_weights[a:b], e_indptr, e_dims, e_w, v_indptr, v_items, v_w,
+                        max_abs, priors, k, query_dims, query_mass, budget, exclude,
+                        u, dim_mark, dims, keep, limit, acc, block_mark, blocks, hs, hi,
+                        out_scores[q], out_ids[q])
+        out_postings[q] = p
+        out_nonzero[q] = nz
+
+
+@nb.njit(parallel=True, cache=True)
+def search_parallel(n_chunks, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
+                    v_indptr, v_items, v_w, max_abs, priors, k, query_dims, query_mass, budget, exclude,
+                    out_scores, out_ids, out_postings, out_nonzero):
+    """Answer all queries over ``n_chunks`` contiguous chunks in parallel; results stay in order."""
+    n_q = q_indptr.shape[0] - 1
+    for c in nb.prange(n_chunks):
+        start = (n_q * c) // n_chunks
+        stop = (n_q * (c + 1)) // n_chunks
+        search_range(start, stop, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
+                     v_indptr, v_items, v_w, max_abs, priors, k, query_dims, query_mass, budget, exclude,
+                     out_scores, out_ids, out_postings, out_nonzero)
+
+
+@nb.njit(cache=True)
+def impact_order(indptr, items, weights):
+    """Reorder each posting list by |weight| descending (ties by item index), in place."""
+    n = indptr.shape[0] - 1
+    for d in range(n):
+        a, b = indptr[d], indptr[d + 1]
+        if b - a < 2:
+            continue
+        seg_w = weights[a:b].copy()
+        seg_i = items[a:b].copy()
+        order = np.argsort(-np.abs(seg_w), kind="mergesort")
+        for t in range(b - a):
+            weights[a + t] = seg_w[order[t]]
+            items[a + t] = seg_i[order[t]]

@@ -1,0 +1,257 @@
+"""The sparse inverted index: posting lists of V per dimension, encoder rows of E, priors."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+
+from ..errors import DataError, IndexFormatError
+from ..factors import Factors
+from . import format as fmt
+from . import kernels
+from .histories import HistoryEncoder
+
+
+@dataclass
+class SearchResult:
+    """Answers to a batch of queries, with per-query statistics.
+
+    ``ids`` are internal item indices (-1 where fewer than k items remain);
+    ``popular`` flags rows answered by popularity because the history was empty;
+    ``postings`` counts posting entries scanned; ``nonzero`` counts items with a
+    non-zero score (prediction coverage).
+    """
+
+    scores: np.ndarray
+    ids: np.ndarray
+    popular: np.ndarray
+    postings: np.ndarray
+    nonzero: np.ndarray
+
+
+class SparseIndex(HistoryEncoder):
+    """Sparse MIPS over item embeddings: score(x, i) = prior_i * <x E, V_i>.
+
+    Build with ``SparseIndex.build(factors)``, save with ``write(path)``, load with
+    ``SparseIndex.open(path)`` (memory-mapped), query with ``search(histories, k)``.
+    """
+
+    backend = "sparse"
+
+    def __init__(self, v_indptr, v_items, v_weights, max_abs, e_indptr, e_dims, e_weights,
+                 priors, item_ids, popularity, manifest, tables=()):
+        self.v_indptr, self.v_items, self.v_weights, self.max_abs = v_indptr, v_items, v_weights, max_abs
+        self.e_indptr, self.e_dims, self.e_weights = e_indptr, e_dims, e_weights
+        self.priors = priors
+        self.item_ids = item_ids
+        self.popularity = popularity
+        self.manifest = manifest
+        self._tables = tables  # keeps the memory maps alive while the arrays are in use
+        super().__init__(item_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.priors)
+
+    @property
+    def n_dims(self) -> int:
+        return len(self.v_indptr) - 1
+
+    # ---- building -------------------------------------------------------------------------
+    @classmethod
+    def build(cls, factors: Factors, postings_per_dim: int | None = None,
+              min_weight: float | None = None) -> "SparseIndex":
+        """Index the factors' item embeddings; optionally prune each posting list statically.
+
+        ``postings_per_dim`` keeps the largest-|weight| postings of every dimension;
+        ``min_weight`` drops postings with |weight| below a global threshold.
+        """
+        V = factors.embeddings.tocsc()
+        V.sort_indices()
+        v_indptr = V.indptr.astype(np.int64)
+        v_items = V.indices.astype(np.int32)
+        v_weights = V.data.astype(np.float32)
+        kernels.impact_order(v_indptr, v_items, v_weights)
+        pruning = {}
+        if min_weight is not None:
+            if min_weight < 0:
+                raise DataError(f"min_weight must be non-negative, got {min_weight}")
+            v_indptr, v_items, v_weights = _keep_prefix(v_indptr, v_items, v_weights,
+                                                        _count_above(v_indptr, v_weights, min_weight))
+            pruning["min_weight"] = float(min_weight)
+        if postings_per_dim is not None:
+            if postings_per_dim < 1:
+                raise DataError(f"postings_per_dim must be at least 1, got {postings_per_dim}")
+            lengths = np.minimum(np.diff(v_indptr), postings_per_dim)
+            v_indptr, v_items, v_weights = _keep_prefix(v_indptr, v_items, v_weights, lengths)
+            pruning["postings_per_dim"] = int(postings_per_dim)
+        max_abs = _max_abs(v_indptr, v_weights)
+        E = factors.encoder
+        pop = factors.popularity
+        manifest = {
+            "backend": cls.backend, "model": factors.model, "n_items": factors.n_items,
+            "n_dims": factors.n_dims, "nnz_embeddings": int(factors.embeddings.nnz),
+            "nnz_postings": int(v_indptr[-1]), "nnz_encoder": int(E.nnz),
+            "posting_order": "impact", "static_pruning": pruning, "params": dict(factors.params),
+        }
+        return cls(v_indptr, v_items, v_weights, max_abs, E.indptr.astype(np.int64), E.indices.astype(np.int32),
+                   E.data.astype(np.float32), factors.priors, factors.item_ids, pop, manifest)
+
+    # ---- persistence ----------------------------------------------------------------------
+    def write(self, path: str | os.PathLike, overwrite: bool = False) -> None:
+        """Write the index directory atomically (temporary directory renamed into place)."""
+        lengths = np.diff(self.v_indptr)
+        postings = pa.table({
+            "items": fmt.list_array(self.v_indptr, self.v_items),
+            "weights": fmt.list_array(self.v_indptr, self.v_weights),
+            "max_abs": pa.array(self.max_abs), "length": pa.array(lengths.astype(np.int64)),
+        })
+        encoder = pa.table({"dims": fmt.list_array(self.e_indptr, self.e_dims),
+                            "weights": fmt.list_array(self.e_indptr, self.e_weights)})
+        items = {"item_id": pa.array(self.item_ids), "prior": pa.array(self.priors)}
+        if self.popularity is not None:
+            items["popularity"] = pa.array(np.asarray(self.popularity, dtype=np.int64))
+        fmt.write_index_dir(os.fspath(path), {"postings.arrow": postings, "encoder.arrow": encoder,
+                                              "items.arrow": pa.table(items)}, {}, self.manifest,
+                            overwrite=overwrite)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, verify: bool = True, manifest: dict | None = None) -> "SparseIndex":
+        """Memory-map an index directory; with ``verify`` the checksums are checked first."""
+        path = os.fspath(path)
+        manifest = fmt.read_manifest(path) if manifest is None else manifest
+        if manifest.get("backend") != cls.backend:
+            raise IndexFormatError(f"{path}: a {manifest.get('backend')!r} index, not a sparse one")
+        fmt.ensure_intact(path, manifest, checksums=verify)
+        postings = fmt.map_table(path, "postings.arrow")
+        encoder = fmt.map_table(path, "encoder.arrow")
+        items = fmt.map_table(path, "items.arrow")
+        try:
+            v_indptr, v_items = fmt.list_parts(postings["items"])
+            v_indptr2, v_weights = fmt.list_parts(postings["weights"])
+            e_indptr, e_dims = fmt.list_parts(encoder["dims"])
+            e_indptr2, e_weights = fmt.list_parts(encoder["weights"])
+            max_abs = postings["max_abs"].to_numpy()
+            priors = items["prior"].to_numpy()
+            item_ids = items["item_id"].to_numpy()
+            popularity = items["popularity"].to_numpy() if "popularity" in items.column_names else None
+        except (KeyError, pa.ArrowInvalid) as exc:
+            raise IndexFormatError(f"{path}: index files do not have the expected columns: {exc}") from None
+        n, d = manifest.get("n_items"), manifest.get("n_dims")
+        if (len(v_indptr) - 1 != d or len(e_indptr) - 1 != n or len(priors) != n
+                or not np.array_equal(v_indptr, v_indptr2) or not np.array_equal(e_indptr, e_indptr2)):
+            raise IndexFormatError(f"{path}: index files disagree with the manifest's counts "
+                                   f"({n} items, {d} dims)")
+        return cls(v_indptr, v_items, v_weights, max_abs, e_indptr, e_dims, e_weights, priors, item_ids,
+                   popularity, manifest, tables=(postings, encoder, items))
+
+    def to_factors(self) -> Factors:
+        """The encoder, item embeddings (as indexed, after static pruning) and priors."""
+        # copies: scipy's conversions write into their inputs, and mapped arrays are read-only
+        E = sp.csr_matrix((np.array(self.e_weights), np.array(self.e_dims), np.array(self.e_indptr)),
+                          shape=(self.n_items, self.n_dims))
+        V = sp.csc_matrix((np.array(self.v_weights), np.array(self.v_items), np.array(self.v_indptr)),
+                          shape=(self.n_items, self.n_dims)).tocsr()
+        return Factors(encoder=E, embeddings=V, priors=self.priors, item_ids=self.item_ids,
+                       model=self.manifest.get("model", "imported"), params=dict(self.manifest.get("params", {})),
+                       popularity=self.popularity)
+
+    # ---- querying -------------------------------------------------------------------------
+    def search(self, histories, k: int = 20, **options) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k items for each history: (scores float32 (n, k), ids int64 (n, k)).
+
+        ``histories``: a users x items sparse matrix or a list of lists of item ids.
+        Options: ``query_dims`` (keep the m strongest dims of u), ``query_mass``
+        (keep dims holding this fraction of sum |u|), ``budget`` (postings scanned
+        per query, highest-impact first), ``threads``, ``exclude_history``,
+        ``skip_unknown``. Ids are internal indices; map them with ``item_ids``.
+        """
+        res = self.search_detailed(histories, k, **options)
+        return res.scores, res.ids
+
+    def search_detailed(self, histories, k: int = 20, query_dims: int | None = None,
+                        query_mass: float | None = None, budget: int | None = None,
+                        threads: int | None = None, exclude_history: bool = True,
+                        skip_unknown: bool = False, ef_search: int | None = None,
+                        nprobe: int | None = None) -> SearchResult:
+        """Like ``search`` but also returns popularity flags, postings scanned and coverage."""
+        if ef_search is not None or nprobe is not None:
+            raise DataError("--ef-search and --nprobe apply to FAISS indexes; this index is sparse")
+        Q = self.histories_matrix(histories, skip_unknown=skip_unknown)
+        _check_options(k, query_dims, query_mass, budget)
+        n = Q.shape[0]
+        scores = np.empty((n, k), dtype=np.float32)
+        ids = np.empty((n, k), dtype=np.int64)
+        postings = np.zeros(n, dtype=np.int64)
+        nonzero = np.zeros(n, dtype=np.int64)
+        args = (Q.indptr.astype(np.int64), Q.indices.astype(np.int32), Q.data.astype(np.float32),
+                self.e_indptr, self.e_dims, self.e_weights, self.v_indptr, self.v_items, self.v_weights,
+                self.max_abs, self.priors, k, query_dims or 0, float(query_mass or 0.0), budget or 0,
+                bool(exclude_history), scores, ids, postings, nonzero)
+        threads = _threads(threads, n)
+        if threads == 1:
+            kernels.search_range(0, n, *args)
+        else:
+            previous = numba.get_num_threads()
+            numba.set_num_threads(threads)
+            try:
+                kernels.search_parallel(min(n, threads * 8), *args)
+            finally:
+                numba.set_num_threads(previous)
+        popular = np.diff(Q.indptr) == 0
+        if popular.any():
+            self._fill_popular(popular, scores, ids, k)
+        return SearchResult(scores, ids, popular, postings, nonzero)
+
+
+def _check_options(k, query_dims, query_mass, budget):
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise DataError(f"k must be a positive integer, got {k!r}")
+    if query_dims is not None and query_dims < 1:
+        raise DataError(f"query_dims must be at least 1, got {query_dims}")
+    if query_mass is not None and not 0.0 < query_mass <= 1.0:
+        raise DataError(f"query_mass must be in (0, 1], got {query_mass}")
+    if budget is not None and budget < 1:
+        raise DataError(f"budget must be at least 1 posting, got {budget}")
+
+
+def _threads(threads: int | None, n_queries: int) -> int:
+    available = numba.config.NUMBA_NUM_THREADS
+    if threads is None:
+        threads = available
+    if threads < 1:
+        raise DataError(f"threads must be at least 1, got {threads}")
+    return max(1, min(threads, available, n_queries))
+
+
+def _count_above(indptr, weights, threshold):
+    """Postings with |weight| >= threshold per list (a prefix, since lists are impact ordered)."""
+    cum = np.zeros(len(weights) + 1, dtype=np.int64)
+    np.cumsum(np.abs(weights) >= threshold, out=cum[1:])
+    return cum[indptr[1:]] - cum[indptr[:-1]]
+
+
+def _keep_prefix(indptr, items, weights, lengths):
+    """Keep the first ``lengths[d]`` postings of every list."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    starts = indptr[:-1]
+    mask = np.zeros(len(items), dtype=bool)
+    new_indptr = np.zeros(len(indptr), dtype=np.int64)
+    np.cumsum(lengths, out=new_indptr[1:])
+    pos = np.arange(new_indptr[-1]) - np.repeat(new_indptr[:-1], lengths) + np.repeat(starts, lengths)
+    mask[pos] = True
+    return new_indptr, items[mask], weights[mask]
+
+
+def _max_abs(indptr, weights):
+    out = np.zeros(len(indptr) - 1, dtype=np.float32)
+    nonempty = np.diff(indptr) > 0
+    if nonempty.any():
+        # lists are impact ordered: the first posting has the largest |weight|
+        out[nonempty] = np.abs(weights[indptr[:-1][nonempty]])
+    return out

@@ -1,0 +1,148 @@
+"""The command line end to end: exit codes, messages, JSON and tables."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import scipy.sparse as sp
+from click.testing import CliRunner
+from helpers import random_interactions, write_lines
+
+from sparseidx_cli.main import cli
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    X = random_interactions(120, 60, seed=11)
+    rng = np.random.default_rng(111)
+    T = sp.csr_matrix((rng.random(X.shape) < 0.05) & (X.toarray() == 0), dtype=np.float32)
+    write_lines(d / "train.txt", X)
+    write_lines(d / "test.txt", T)
+    runner = CliRunner()
+    res = runner.invoke(cli, ["build", str(d / "train.txt"), "--out", str(d / "idx"), "--l2", "5", "--k", "10"])
+    assert res.exit_code == 0, res.output
+    return d
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_help_and_version():
+    res = run("--help")
+    assert res.exit_code == 0 and "sparseidx build" in res.output
+    assert "0.1.0" in run("--version").output
+    for cmd in ("build", "query", "evaluate", "info", "verify"):
+        assert run(cmd, "--help").exit_code == 0
+
+
+def test_query_table_and_json(split):
+    res = run("query", split / "idx", "--history", 1, 2, 3, "-k", 5)
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[0].split() == ["rank", "item_id", "score"]
+    res = run("query", split / "idx", "--history", "1,2,3", "-k", 5, "--json")
+    payload = json.loads(res.output)
+    ids = [r["item_id"] for r in payload["items"]]
+    assert len(ids) == 5 and not {1, 2, 3} & set(ids)
+    assert payload["popular"] is False
+
+
+def test_empty_history_is_flagged_popular(split):
+    payload = json.loads(run("query", split / "idx", "--history", "--json").output)
+    assert payload["popular"] is True and len(payload["items"]) == 20
+
+
+def test_unknown_items_error_or_skip(split):
+    res = run("query", split / "idx", "--history", 1, 12345)
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines()[-1] == "Error: unknown item id(s) 12345 (query 1); use --skip-unknown to ignore them"
+    res = run("query", split / "idx", "--history", 1, 12345, "--skip-unknown", "--json")
+    assert res.exit_code == 0 and "skipped 1 unknown" in res.stderr
+
+
+def test_batch_query_writes_parquet_in_input_order(split, tmp_path):
+    out = tmp_path / "recs.parquet"
+    res = run("query", split / "idx", "--users", split / "train.txt", "--out", out, "-k", 7, "--threads", 2)
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(out)
+    assert table.column_names == ["user_id", "item_ids", "scores", "popular"]
+    assert table["user_id"].to_pylist() == list(range(120))
+    single = json.loads(run("query", split / "idx", "--history", *_history(split, 5), "-k", 7, "--json").output)
+    assert table["item_ids"][5].as_py() == [r["item_id"] for r in single["items"]]
+
+
+def _history(split, user):
+    line = (split / "train.txt").read_text().splitlines()[user].split()
+    return line[1:]
+
+
+def test_query_usage_errors(split):
+    assert run("query", split / "idx").exit_code == 2
+    assert run("query", split / "idx", "--users", split / "train.txt").exit_code == 2
+    assert run("query", split / "idx", "--history", 1, "--query-mass", 2).exit_code == 2
+
+
+def test_evaluate_json(split):
+    res = run("evaluate", split / "idx", "--train", split / "train.txt", "--test", split / "test.txt",
+              "-k", 10, "-k", 20, "--json")
+    assert res.exit_code == 0, res.output
+    metrics = json.loads(res.stdout)
+    for key in ("recall@10", "ndcg@20", "precision@20", "map@10", "coverage"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["users"] > 0
+
+
+def test_info_and_verify(split, tmp_path):
+    info = json.loads(run("info", split / "idx", "--json").output)
+    assert info["model"] == "chol" and info["params"]["k"] == 10 and info["format_version"] == 1
+    assert "params.beta" in run("info", split / "idx").output
+    res = run("verify", split / "idx")
+    assert res.exit_code == 0 and res.output.startswith("OK:")
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(split / "idx", bad)
+    (bad / "items.arrow").write_bytes(b"garbage")
+    res = run("verify", bad)
+    assert res.exit_code == 1 and "items.arrow" in res.output
+    res = run("query", bad, "--history", 1)
+    assert res.exit_code == 1 and "refusing a damaged index" in res.output
+
+
+def test_build_errors(split, tmp_path):
+    res = run("build", split / "train.txt", "--out", split / "idx")
+    assert res.exit_code == 1 and "already exists; pass --overwrite" in res.output
+    res = run("build", split / "train.txt", "--out", tmp_path / "x", "--dims", 5)
+    assert res.exit_code == 2 and "--model chol does not take --dims" in res.output
+    res = run("build", "--out", tmp_path / "x")
+    assert res.exit_code == 2 and "give INTERACTIONS" in res.output
+    bad = tmp_path / "bad.txt"
+    bad.write_text("0 1 2\n1 2 q\n")
+    res = run("build", bad, "--out", tmp_path / "x")
+    assert res.exit_code == 1 and "bad.txt:2: malformed line" in res.output
+    res = run("build", split / "train.txt", "--out", tmp_path / "x", "--beta", "two")
+    assert res.exit_code == 2 and "neither 'auto' nor a number" in res.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_build_from_imported_embeddings(tmp_path, split):
+    rng = np.random.default_rng(0)
+    M = sp.random(60, 9, density=0.3, random_state=rng, format="csr")
+    sp.save_npz(tmp_path / "emb.npz", M)
+    res = run("build", split / "train.txt", "--embeddings", tmp_path / "emb.npz", "--out", tmp_path / "imp", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["model"] == "imported"
+    payload = json.loads(run("query", tmp_path / "imp", "--history", 3, 4, "--json", "-k", 60).output)
+    scores = {r["item_id"]: r["score"] for r in payload["items"]}
+    u = np.asarray(M[3].toarray() + M[4].toarray()).ravel()
+    want = M @ u
+    for item, s in scores.items():
+        assert s == pytest.approx(want[item], abs=1e-5)
+    np.savez(tmp_path / "bad.npz", encoder=np.ones((3, 2)))
+    res = run("build", "--embeddings", tmp_path / "bad.npz", "--out", tmp_path / "imp2", "--json")
+    assert res.exit_code == 0  # a single dense matrix serves as both E and V
+    np.savez(tmp_path / "bad2.npz", encoder_data=np.ones(2))
+    res = run("build", "--embeddings", tmp_path / "bad2.npz", "--out", tmp_path / "imp3")
+    assert res.exit_code == 1 and "'encoder' is incomplete" in res.output

@@ -1,0 +1,214 @@
+"""The query engine against brute-force scipy scoring (property tests)."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from helpers import brute_force_topk
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sparseidx import Factors, Index
+from sparseidx.errors import DataError, UnknownItemError
+
+TOL = 1e-4
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def random_factors(seed, n_items, n_dims, density, zero_priors=False, popularity=True):
+    rng = np.random.default_rng(seed)
+    E = sp.random(n_items, n_dims, density=density, random_state=rng, format="csr",
+                  data_rvs=lambda n: rng.normal(size=n))
+    V = sp.random(n_items, n_dims, density=density, random_state=rng, format="csr",
+                  data_rvs=lambda n: rng.normal(size=n))
+    priors = rng.uniform(0.2, 2.0, n_items)
+    if zero_priors:
+        priors[rng.random(n_items) < 0.3] = 0.0
+    pop = rng.integers(0, 100, n_items) if popularity else None
+    return Factors(encoder=E, embeddings=V, priors=priors, item_ids=np.arange(n_items) * 10, popularity=pop)
+
+
+def random_histories(seed, n_queries, n_items, max_len):
+    rng = np.random.default_rng(seed + 1)
+    rows = []
+    for _ in range(n_queries):
+        rows.append(rng.choice(n_items, size=rng.integers(1, max_len + 1), replace=False))
+    indptr = np.cumsum([0] + [len(r) for r in rows])
+    return sp.csr_matrix((np.ones(indptr[-1], dtype=np.float32), np.concatenate(rows), indptr),
+                         shape=(n_queries, n_items))
+
+
+def assert_same_answers(scores, ids, ref_scores, ref_ids, all_scores, Q):
+    """Engine answers equal brute force up to float ties: same score sequence, true scores, no history."""
+    assert scores.shape == ref_scores.shape
+    assert np.array_equal(ids < 0, ref_ids < 0)
+    valid = ids >= 0
+    assert np.allclose(scores[valid], ref_scores[valid], atol=TOL, rtol=TOL)
+    rows = np.nonzero(valid)[0]
+    assert np.allclose(scores[valid], all_scores[rows, ids[valid]], atol=TOL, rtol=TOL)
+    hist = Q.toarray() != 0
+    assert not hist[rows, ids[valid]].any(), "a history item was returned"
+    for r in range(len(ids)):
+        got = ids[r][ids[r] >= 0]
+        assert len(set(got)) == len(got)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), n_items=st.integers(1, 300), n_dims=st.integers(1, 80),
+       density=st.floats(0.005, 0.5), k=st.integers(1, 40), zero_priors=st.booleans())
+def test_exact_search_equals_brute_force(seed, n_items, n_dims, density, k, zero_priors):
+    f = random_factors(seed, n_items, n_dims, density, zero_priors)
+    Q = random_histories(seed, 7, n_items, min(5, n_items))
+    index = Index.build(f)
+    scores, ids = index.search(Q, k, threads=1)
+    all_scores = f.dense_scores(Q)
+    ref_scores, ref_ids = brute_force_topk(all_scores, Q, k)
+    assert_same_answers(scores, ids, ref_scores, ref_ids, all_scores, Q)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), n_dims=st.integers(2, 60), m=st.integers(1, 30),
+       mass=st.floats(0.05, 1.0), budget=st.integers(1, 400))
+def test_pruned_search_equals_brute_force_on_the_pruned_query(seed, n_dims, m, mass, budget):
+    n_items = 150
+    f = random_factors(seed, n_items, n_dims, 0.15)
+    Q = random_histories(seed, 5, n_items, 6)
+    index = Index.build(f)
+    U = (Q @ f.encoder).toarray()
+    V = f.embeddings.toarray()
+    for option, value in (("query_dims", m), ("query_mass", mass), ("budget", budget)):
+        pruned = np.zeros_like(U)
+        for q in range(len(U)):
+            pruned[q] = reference_pruned_query(U[q], V, option, value)
+        scores, ids = index.search(Q, 10, threads=1, **{option: value})
+        if option == "budget":
+            all_scores = budget_scores(U, V, budget) * f.priors[None, :]
+        else:
+            all_scores = (pruned @ V.T) * f.priors[None, :]
+        ref_scores, ref_ids = brute_force_topk(all_scores, Q, 10)
+        assert_same_answers(scores, ids, ref_scores, ref_ids, all_scores, Q)
+
+
+def reference_pruned_query(u, V, option, value):
+    touched = np.flatnonzero(u)
+    order = touched[np.argsort(-np.abs(u[touched]), kind="stable")]
+    if option == "query_dims":
+        keep = order[:value]
+    elif option == "query_mass":
+        cum = np.cumsum(np.abs(u[order]))
+        n = np.searchsorted(cum, value * cum[-1] * (1 - 1e-7)) + 1 if len(order) else 0
+        keep = order[: min(n, len(order))] if value < 1 else order
+    else:
+        keep = order
+    out = np.zeros_like(u)
+    out[keep] = u[keep]
+    return out
+
+
+def budget_scores(U, V, budget):
+    """Scores when dims are scanned by |u_d| * max|V_d| and each list in |v| order until the budget."""
+    out = np.zeros((len(U), V.shape[0]))
+    max_abs = np.abs(V).max(axis=0)
+    for q, u in enumerate(U):
+        touched = np.flatnonzero(u)
+        by_mag = touched[np.argsort(-np.abs(u[touched]), kind="stable")]
+        order = by_mag[np.argsort(-(np.abs(u[by_mag]) * max_abs[by_mag]).astype(np.float32), kind="stable")]
+        left = budget
+        for d in order:
+            if left <= 0:
+                break
+            items = np.flatnonzero(V[:, d])
+            items = items[np.lexsort((items, -np.abs(V[items, d])))][:left]
+            out[q, items] += u[d] * V[items, d]
+            left -= len(items)
+    return out
+
+
+def test_k_larger_than_candidates_pads_with_minus_one():
+    f = random_factors(1, 12, 5, 0.3)
+    Q = random_histories(1, 3, 12, 4)
+    scores, ids = Index.build(f).search(Q, 20, threads=1)
+    n_hist = np.diff(Q.indptr)
+    for r in range(3):
+        assert (ids[r] >= 0).sum() == 12 - n_hist[r]
+        assert np.all(np.isneginf(scores[r][ids[r] < 0]))
+
+
+def test_history_never_returned_even_with_top_scores():
+    # item 0 has the largest score for everyone, but it is in the history
+    E = sp.csr_matrix(np.eye(3, dtype=np.float32))
+    V = sp.csr_matrix(np.array([[9.0, 9, 9], [-1, -1, -1], [-2, -2, -2]], dtype=np.float32))
+    f = Factors(E, V, np.ones(3), np.arange(3))
+    scores, ids = Index.build(f).search([[0]], 3)
+    assert ids.tolist() == [[1, 2, -1]]
+    assert scores[0, :2].tolist() == [-1.0, -2.0]
+
+
+def test_zero_score_items_rank_above_negative_ones():
+    E = sp.csr_matrix(np.eye(4, dtype=np.float32))
+    V = sp.csr_matrix(np.array([[1.0, 0, 0, 0], [-1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=np.float32))
+    f = Factors(E, V, np.ones(4), np.arange(4))
+    scores, ids = Index.build(f).search([[0]], 3)
+    assert ids.tolist() == [[2, 3, 1]]  # untouched items (score 0) beat the negative one
+
+
+def test_threads_give_identical_results():
+    f = random_factors(3, 400, 50, 0.05)
+    Q = random_histories(3, 200, 400, 8)
+    index = Index.build(f)
+    one = index.search_detailed(Q, 15, threads=1)
+    two = index.search_detailed(Q, 15, threads=2)
+    assert np.array_equal(one.ids, two.ids) and np.array_equal(one.scores, two.scores)
+    assert np.array_equal(one.postings, two.postings)
+
+
+def test_statistics_count_postings_and_coverage():
+    f = random_factors(4, 100, 20, 0.1)
+    Q = random_histories(4, 6, 100, 3)
+    res = Index.build(f).search_detailed(Q, 5, threads=1)
+    U = (Q @ f.encoder).toarray()
+    lengths = np.diff(f.embeddings.tocsc().indptr)
+    assert res.postings.tolist() == [int(lengths[u != 0].sum()) for u in U]
+    all_scores = f.dense_scores(Q)
+    all_scores[Q.toarray() != 0] = 0.0
+    assert res.nonzero.tolist() == list((np.abs(all_scores) > 0).sum(axis=1))
+
+
+def test_empty_history_returns_popular_items_flagged():
+    f = random_factors(5, 30, 10, 0.2)
+    index = Index.build(f)
+    res = index.search_detailed([[], [10, 20]], 4)
+    assert res.popular.tolist() == [True, False]
+    want = np.lexsort((np.arange(30), -f.popularity))[:4]
+    assert res.ids[0].tolist() == want.tolist()
+    no_pop = Index.build(random_factors(5, 30, 10, 0.2, popularity=False))
+    with pytest.raises(DataError, match="no popularity counts"):
+        no_pop.search([[]], 4)
+
+
+def test_external_ids_unknown_items():
+    index = Index.build(random_factors(6, 20, 8, 0.3))
+    with pytest.raises(UnknownItemError, match=r"unknown item id\(s\) 15 \(query 2\)"):
+        index.search([[10], [15, 20]], 3)
+    skipped = index.search([[10], [15, 20]], 3, skip_unknown=True)
+    assert np.array_equal(skipped[1][1], index.search([[10], [20]], 3)[1][1])
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"k": 0}, "k must be a positive integer"),
+    ({"query_dims": 0}, "query_dims must be at least 1"),
+    ({"query_mass": 1.5}, "query_mass must be in"),
+    ({"budget": 0}, "budget must be at least 1"),
+    ({"threads": 0}, "threads must be at least 1"),
+    ({"ef_search": 16}, "apply to FAISS indexes"),
+])
+def test_invalid_search_options(kwargs, message):
+    index = Index.build(random_factors(7, 20, 8, 0.3))
+    kwargs = {"k": 5, **kwargs}
+    with pytest.raises(DataError, match=message):
+        index.search([[10]], **kwargs)
+
+
+def test_histories_matrix_shape_is_checked():
+    index = Index.build(random_factors(8, 20, 8, 0.3))
+    with pytest.raises(DataError, match="histories have 5 item columns but the index has 20 items"):
+        index.search(sp.csr_matrix((2, 5)), 3)
