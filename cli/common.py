@@ -18,6 +18,11 @@ def search_options(f):
                      help="Keep the strongest dimensions of u holding this fraction of sum |u|."),
         click.option("--budget", type=click.IntRange(min=1), default=None,
                      help="Scan at most this many postings per query, highest impact first (anytime)."),
+        click.option("--prune", type=click.FloatRange(0, 1, max_open=True), default=None,
+                     help="Skip postings whose contribution |u_d * v| is below this fraction of the query's "
+                          "largest possible one (e.g. 0.001), then rescore the best candidates exactly."),
+        click.option("--candidates", type=click.IntRange(min=1), default=None,
+                     help="Items rescored exactly after approximate scoring [default: 2k with --prune]."),
         click.option("--ef-search", type=click.IntRange(min=1), default=None,
                      help="FAISS HNSW indexes: efSearch (candidate list size) per query."),
         click.option("--nprobe", type=click.IntRange(min=1), default=None,

@@ -212,3 +212,73 @@ def test_histories_matrix_shape_is_checked():
     index = Index.build(random_factors(8, 20, 8, 0.3))
     with pytest.raises(DataError, match="histories have 5 item columns but the index has 20 items"):
         index.search(sp.csr_matrix((2, 5)), 3)
+
+
+def pruned_scores(U, V, prune):
+    """Scores from postings with |u_d v| >= prune * max_d |u_d| max|V_d| only (the engine's approximation)."""
+    contrib = U[:, :, None] * V.T[None, :, :]  # queries x dims x items
+    top = (np.abs(U) * np.abs(V).max(axis=0)[None, :]).max(axis=1)
+    keep = np.abs(contrib) >= (prune * top)[:, None, None]
+    return np.where(keep, contrib, 0.0).sum(axis=1)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), n_items=st.integers(1, 120), n_dims=st.integers(1, 40),
+       prune=st.floats(0.0, 0.9), k=st.integers(1, 15))
+def test_rescoring_every_item_is_exact_whatever_the_pruning(seed, n_items, n_dims, prune, k):
+    f = random_factors(seed, n_items, n_dims, 0.2)
+    Q = random_histories(seed, 6, n_items, min(4, n_items))
+    index = Index.build(f)
+    scores, ids = index.search(Q, k, threads=1, prune=prune, candidates=max(k, n_items))
+    all_scores = f.dense_scores(Q)
+    ref_scores, ref_ids = brute_force_topk(all_scores, Q, k)
+    assert_same_answers(scores, ids, ref_scores, ref_ids, all_scores, Q)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), n_dims=st.integers(2, 40), prune=st.floats(0.0, 0.5), k=st.integers(1, 10))
+def test_rescored_candidates_are_the_best_approximate_items_with_exact_scores(seed, n_dims, prune, k):
+    n_items = 100
+    f = random_factors(seed, n_items, n_dims, 0.2)
+    Q = random_histories(seed, 5, n_items, 5)
+    index = Index.build(f)
+    U, V = (Q @ f.encoder).toarray(), f.embeddings.toarray()
+    approx = pruned_scores(U, V, prune) * f.priors[None, :]
+    exact = f.dense_scores(Q)
+    C = 2 * k
+    scores, ids = index.search(Q, k, threads=1, prune=prune, candidates=C)
+    for q in range(len(U)):
+        # reference: top-C by approximate score, then top-k of those by exact score
+        _, cand = brute_force_topk(approx[q: q + 1], Q[q], C)
+        cand = cand[0][cand[0] >= 0]
+        masked = np.full((1, n_items), np.nan)
+        masked[0, cand] = exact[q, cand]
+        ref_scores, ref_ids = brute_force_topk(np.nan_to_num(masked, nan=-np.inf), Q[q], k)
+        valid = ids[q] >= 0
+        assert np.allclose(scores[q][valid], exact[q, ids[q][valid]], atol=TOL, rtol=TOL)
+        assert np.allclose(np.sort(scores[q][valid]), np.sort(ref_scores[0][ref_ids[0] >= 0][: valid.sum()]),
+                           atol=1e-3, rtol=1e-3)
+
+
+def test_recall_is_non_decreasing_in_candidates_and_exact_at_zero_prune():
+    f = random_factors(3, 400, 60, 0.1)
+    Q = random_histories(3, 40, 400, 8)
+    index = Index.build(f)
+    _, exact = index.search(Q, 10, threads=1)
+    recalls = []
+    for C in (10, 20, 40, 80, 400):
+        _, ids = index.search(Q, 10, threads=1, prune=0.05, candidates=C)
+        recalls.append(np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(ids, exact)]))
+    assert recalls == sorted(recalls) and recalls[-1] == 1.0
+    _, ids = index.search(Q, 10, threads=1, prune=0.0, candidates=10)
+    assert np.array_equal(ids, exact)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"prune": 1.0}, "prune must be in"), ({"prune": -0.1}, "prune must be in"),
+    ({"prune": 0.01, "candidates": 5}, "candidates must be at least k"),
+])
+def test_bad_pruning_options_are_refused(options, message):
+    index = Index.build(random_factors(1, 30, 10, 0.3))
+    with pytest.raises(DataError, match=message):
+        index.search([[0]], 10, **options)

@@ -62,10 +62,26 @@ def test_files_are_uncompressed_arrow_ipc_with_large_lists(tmp_path):
 def test_manifest_lists_every_file_with_checksum(tmp_path):
     Index.build(random_factors(5, 50, 10, 0.2)).write(tmp_path / "idx")
     manifest = fmt.read_manifest(tmp_path / "idx")
-    assert set(manifest["files"]) == {"postings.arrow", "encoder.arrow", "items.arrow"}
+    assert set(manifest["files"]) == {"postings.arrow", "encoder.arrow", "items.arrow", "forward.arrow"}
     for name, info in manifest["files"].items():
         assert info["sha256"] == fmt.sha256_file(tmp_path / "idx" / name)
     assert Index.verify(tmp_path / "idx") == []
+
+
+def test_forward_rows_are_shared_with_the_encoder_when_equal(tmp_path):
+    f = random_factors(6, 50, 10, 0.2)
+    f.encoder = f.embeddings
+    Index.build(f).write(tmp_path / "same")
+    manifest = fmt.read_manifest(tmp_path / "same")
+    assert manifest["forward_index"] == "encoder" and "forward.arrow" not in manifest["files"]
+    # static pruning makes the indexed rows differ from the encoder: they are stored
+    Index.build(f, postings_per_dim=2).write(tmp_path / "pruned")
+    pruned = Index.open(tmp_path / "pruned")
+    assert pruned.manifest["forward_index"] == "forward.arrow"
+    f_indptr, f_dims, f_weights = pruned.forward
+    V = pruned.to_factors().embeddings
+    assert np.array_equal(f_indptr, V.indptr) and np.array_equal(f_dims, V.indices)
+    assert np.array_equal(f_weights, V.data)
 
 
 def test_tampered_file_is_refused(tmp_path):

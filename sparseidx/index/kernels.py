@@ -1,7 +1,11 @@
 """Compiled query path: encode, prune, accumulate over posting lists, mask, top-k.
 
-One query costs about P x 1 ns (P postings touched, scatter-add into a dense
+One exact query costs about P x 1 ns (P postings touched, scatter-add into a dense
 accumulator) plus a selection pass over the item blocks that were touched.
+Approximate queries skip low-impact postings (|u_d * v| below ``prune`` times the
+query's largest possible contribution; lists are impact ordered, so each list is
+cut at a prefix), keep the best ``candidates`` items by approximate score and
+rescore them exactly from the forward index (item rows of V).
 Per-thread scratch (accumulator, block flags, user vector) is reused across the
 queries a thread answers and reset only where it was written.
 """
@@ -125,14 +129,63 @@ def _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget,
 
 
 @nb.njit(cache=True)
+def _accumulate_pruned(u, keep, limit, n_keep, max_abs, v_indptr, v_items, v_w, prune, acc, block_mark):
+    """Scatter-add only postings with |u_d * v| >= prune * max_d |u_d| max|V_d|; returns postings scanned."""
+    top = np.float32(0.0)
+    for j in range(n_keep):
+        d = keep[j]
+        bound = abs(u[d]) * max_abs[d]
+        if bound > top:
+            top = bound
+    tau = prune * top
+    postings = 0
+    for j in range(n_keep):
+        d = keep[j]
+        ud = u[d]
+        aud = abs(ud)
+        if aud * max_abs[d] < tau or aud == 0.0:
+            continue
+        cut = tau / aud
+        start = v_indptr[d]
+        stop = start + limit[j]
+        p = start
+        while p < stop:
+            w = v_w[p]
+            if abs(w) < cut:
+                break
+            i = v_items[p]
+            acc[i] += ud * w
+            block_mark[i >> BLOCK_SHIFT] = 1
+            p += 1
+        postings += p - start
+    return postings
+
+
+@nb.njit(cache=True)
+def _rescore(hs, hi, size, u, f_indptr, f_dims, f_w, priors, k, rs, ri):
+    """Exact scores prior_i * <u, V_i> of the ``size`` candidates in (hs, hi); top k into (rs, ri)."""
+    out = 0
+    for t in range(size):
+        i = hi[t]
+        if hs[t] == NEG_INF:
+            continue
+        acc = np.float32(0.0)
+        for p in range(f_indptr[i], f_indptr[i + 1]):
+            acc += u[f_dims[p]] * f_w[p]
+        out = _offer(rs, ri, out, k, acc * priors[i], i)
+    return out
+
+
+@nb.njit(cache=True)
 def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, max_abs, priors,
-            k, query_dims, query_mass, budget, exclude,
-            u, dim_mark, dims, keep, limit, acc, block_mark, blocks, hs, hi,
+            f_indptr, f_dims, f_w, k, query_dims, query_mass, budget, prune, candidates, exclude,
+            u, dim_mark, dims, keep, limit, acc, block_mark, blocks, hs, hi, rs, ri,
             out_scores, out_ids):
     """Answer one query into out_scores/out_ids (length k); returns (postings, non-zero scores).
 
     The scatter-add marks the 64-item block of every posting without a branch; the
-    selection then visits only marked blocks.
+    selection then visits only marked blocks. With ``candidates`` > 0 the selection
+    keeps that many items by approximate score, which are then rescored exactly.
     """
     n_items = acc.shape[0]
     # 1. encode u = x E over the touched dimensions only
@@ -150,16 +203,20 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
     # 2. prune the query, 3. accumulate over the posting lists
     n_keep = _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget, keep, limit)
     postings = 0
-    for j in range(n_keep):
-        d = keep[j]
-        ud = u[d]
-        start = v_indptr[d]
-        stop = start + limit[j]
-        postings += stop - start
-        for p in range(start, stop):
-            i = v_items[p]
-            acc[i] += ud * v_w[p]
-            block_mark[i >> BLOCK_SHIFT] = 1
+    if prune > 0.0:
+        postings = _accumulate_pruned(u, keep, limit, n_keep, max_abs, v_indptr, v_items, v_w, prune,
+                                      acc, block_mark)
+    else:
+        for j in range(n_keep):
+            d = keep[j]
+            ud = u[d]
+            start = v_indptr[d]
+            stop = start + limit[j]
+            postings += stop - start
+            for p in range(start, stop):
+                i = v_items[p]
+                acc[i] += ud * v_w[p]
+                block_mark[i >> BLOCK_SHIFT] = 1
     # 4. mask the history
     if exclude:
         for h in range(q_items.shape[0]):
@@ -171,7 +228,8 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
         if block_mark[b] != 0:
             blocks[n_blocks] = b
             n_blocks += 1
-    # 5. top-k over the touched blocks
+    # 5. top-kk over the touched blocks (kk = k, or the candidates to rescore)
+    kk = candidates if candidates > 0 else k
     size = 0
     nonzero = 0
     for t in range(n_blocks):
@@ -185,9 +243,11 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
             s = a * priors[i]
             if s != 0.0:
                 nonzero += 1
-            size = _offer(hs, hi, size, k, s, i)
+            # test against the heap's worst first: most items fail it, and the call is costly
+            if size < kk or _better(s, i, hs[0], hi[0]):
+                size = _offer(hs, hi, size, kk, s, i)
     # untouched blocks score 0: they enter only if the heap is short or holds scores <= 0
-    if size < k or hs[0] <= 0.0:
+    if size < kk or hs[0] <= 0.0:
         n_all_blocks = block_mark.shape[0]
         for b in range(n_all_blocks):
             if block_mark[b] != 0:
@@ -196,12 +256,17 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
             hi_ = min(n_items, lo + (1 << BLOCK_SHIFT))
             stop = False
             for i in range(lo, hi_):
-                if size == k and not _better(np.float32(0.0), i, hs[0], hi[0]):
+                if size == kk and not _better(np.float32(0.0), i, hs[0], hi[0]):
                     stop = True
                     break
-                size = _offer(hs, hi, size, k, np.float32(0.0), i)
+                size = _offer(hs, hi, size, kk, np.float32(0.0), i)
             if stop:
                 break
+    if candidates > 0:
+        size = _rescore(hs, hi, size, u, f_indptr, f_dims, f_w, priors, k, rs, ri)
+        for r in range(size):
+            hs[r] = rs[r]
+            hi[r] = ri[r]
     # 6. sort the kept candidates best first
     for r in range(size - 1, -1, -1):
         out_scores[r] = hs[0]
@@ -229,36 +294,41 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
 
 
 @nb.njit(cache=True)
-def _new_scratch(n_items, n_dims, k):
+def _new_scratch(n_items, n_dims, k, candidates):
     n_blocks = (n_items >> BLOCK_SHIFT) + 1
+    kk = max(k, candidates)
     return (np.zeros(n_dims, dtype=np.float32), np.zeros(n_dims, dtype=np.uint8),
             np.empty(n_dims, dtype=np.int32), np.empty(n_dims, dtype=np.int32),
             np.empty(n_dims, dtype=np.int64), np.zeros(n_items, dtype=np.float32),
             np.zeros(n_blocks, dtype=np.uint8), np.empty(n_blocks, dtype=np.int64),
+            np.empty(kk, dtype=np.float32), np.empty(kk, dtype=np.int64),
             np.empty(k, dtype=np.float32), np.empty(k, dtype=np.int64))
 
 
 @nb.njit(cache=True)
 def search_range(start, stop, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
-                 v_indptr, v_items, v_w, max_abs, priors, k, query_dims, query_mass, budget, exclude,
+                 v_indptr, v_items, v_w, max_abs, priors, f_indptr, f_dims, f_w,
+                 k, query_dims, query_mass, budget, prune, candidates, exclude,
                  out_scores, out_ids, out_postings, out_nonzero):
     """Answer queries start..stop-1 (rows of a CSR history matrix) on one thread."""
     n_items = priors.shape[0]
     n_dims = v_indptr.shape[0] - 1
-    u, dim_mark, dims, keep, limit, acc, block_mark, blocks, hs, hi = _new_scratch(n_items, n_dims, k)
+    u, dim_mark, dims, keep, limit, acc, block_mark, blocks, hs, hi, rs, ri = _new_scratch(
+        n_items, n_dims, k, candidates)
     for q in range(start, stop):
         a, b = q_indptr[q], q_indptr[q + 1]
         p, nz = _answer(q_items[a:b], q_weights[a:b], e_indptr, e_dims, e_w, v_indptr, v_items, v_w,
-                        max_abs, priors, k, query_dims, query_mass, budget, exclude,
-                        u, dim_mark, dims, keep, limit, acc, block_mark, blocks, hs, hi,
-                        out_scores[q], out_ids[q])
+                        max_abs, priors, f_indptr, f_dims, f_w, k, query_dims, query_mass, budget, prune,
+                        candidates, exclude, u, dim_mark, dims, keep, limit, acc, block_mark, blocks,
+                        hs, hi, rs, ri, out_scores[q], out_ids[q])
         out_postings[q] = p
         out_nonzero[q] = nz
 
 
 @nb.njit(parallel=True, cache=True)
 def search_parallel(n_chunks, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
-                    v_indptr, v_items, v_w, max_abs, priors, k, query_dims, query_mass, budget, exclude,
+                    v_indptr, v_items, v_w, max_abs, priors, f_indptr, f_dims, f_w,
+                    k, query_dims, query_mass, budget, prune, candidates, exclude,
                     out_scores, out_ids, out_postings, out_nonzero):
     """Answer all queries over ``n_chunks`` contiguous chunks in parallel; results stay in order."""
     n_q = q_indptr.shape[0] - 1
@@ -266,7 +336,8 @@ def search_parallel(n_chunks, q_indptr, q_items, q_weights, e_indptr, e_dims, e_
         start = (n_q * c) // n_chunks
         stop = (n_q * (c + 1)) // n_chunks
         search_range(start, stop, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
-                     v_indptr, v_items, v_w, max_abs, priors, k, query_dims, query_mass, budget, exclude,
+                     v_indptr, v_items, v_w, max_abs, priors, f_indptr, f_dims, f_w,
+                     k, query_dims, query_mass, budget, prune, candidates, exclude,
                      out_scores, out_ids, out_postings, out_nonzero)
 
 

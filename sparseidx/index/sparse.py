@@ -44,9 +44,11 @@ class SparseIndex(HistoryEncoder):
     backend = "sparse"
 
     def __init__(self, v_indptr, v_items, v_weights, max_abs, e_indptr, e_dims, e_weights,
-                 priors, item_ids, popularity, manifest, tables=()):
+                 priors, item_ids, popularity, manifest, forward=None, tables=()):
         self.v_indptr, self.v_items, self.v_weights, self.max_abs = v_indptr, v_items, v_weights, max_abs
         self.e_indptr, self.e_dims, self.e_weights = e_indptr, e_dims, e_weights
+        # item rows of V as indexed (for exact rescoring); None when they equal the encoder rows
+        self.forward = forward
         self.priors = priors
         self.item_ids = item_ids
         self.popularity = popularity
@@ -93,14 +95,21 @@ class SparseIndex(HistoryEncoder):
         max_abs = _max_abs(v_indptr, v_weights)
         E = factors.encoder
         pop = factors.popularity
+        F = sp.csc_matrix((v_weights, v_items, v_indptr), shape=(factors.n_items, factors.n_dims)).tocsr()
+        F.sort_indices()
+        same = (F.nnz == E.nnz and np.array_equal(F.indptr, E.indptr) and np.array_equal(F.indices, E.indices)
+                and np.array_equal(F.data, E.data))
+        forward = None if same else (F.indptr.astype(np.int64), F.indices.astype(np.int32),
+                                     F.data.astype(np.float32))
         manifest = {
             "backend": cls.backend, "model": factors.model, "n_items": factors.n_items,
             "n_dims": factors.n_dims, "nnz_embeddings": int(factors.embeddings.nnz),
             "nnz_postings": int(v_indptr[-1]), "nnz_encoder": int(E.nnz),
-            "posting_order": "impact", "static_pruning": pruning, "params": dict(factors.params),
+            "posting_order": "impact", "static_pruning": pruning,
+            "forward_index": "encoder" if same else "forward.arrow", "params": dict(factors.params),
         }
         return cls(v_indptr, v_items, v_weights, max_abs, E.indptr.astype(np.int64), E.indices.astype(np.int32),
-                   E.data.astype(np.float32), factors.priors, factors.item_ids, pop, manifest)
+                   E.data.astype(np.float32), factors.priors, factors.item_ids, pop, manifest, forward=forward)
 
     # ---- persistence ----------------------------------------------------------------------
     def write(self, path: str | os.PathLike, overwrite: bool = False) -> None:
@@ -116,9 +125,12 @@ class SparseIndex(HistoryEncoder):
         items = {"item_id": pa.array(self.item_ids), "prior": pa.array(self.priors)}
         if self.popularity is not None:
             items["popularity"] = pa.array(np.asarray(self.popularity, dtype=np.int64))
-        fmt.write_index_dir(os.fspath(path), {"postings.arrow": postings, "encoder.arrow": encoder,
-                                              "items.arrow": pa.table(items)}, {}, self.manifest,
-                            overwrite=overwrite)
+        tables = {"postings.arrow": postings, "encoder.arrow": encoder, "items.arrow": pa.table(items)}
+        if self.forward is not None:
+            f_indptr, f_dims, f_weights = self.forward
+            tables["forward.arrow"] = pa.table({"dims": fmt.list_array(f_indptr, f_dims),
+                                                "weights": fmt.list_array(f_indptr, f_weights)})
+        fmt.write_index_dir(os.fspath(path), tables, {}, self.manifest, overwrite=overwrite)
 
     @classmethod
     def open(cls, path: str | os.PathLike, verify: bool = True, manifest: dict | None = None) -> "SparseIndex":
@@ -140,6 +152,15 @@ class SparseIndex(HistoryEncoder):
             priors = items["prior"].to_numpy()
             item_ids = items["item_id"].to_numpy()
             popularity = items["popularity"].to_numpy() if "popularity" in items.column_names else None
+            forward, tables = None, (postings, encoder, items)
+            if manifest.get("forward_index", "encoder") != "encoder":
+                rows = fmt.map_table(path, "forward.arrow")
+                f_indptr, f_dims = fmt.list_parts(rows["dims"])
+                f_indptr2, f_weights = fmt.list_parts(rows["weights"])
+                if len(f_indptr) - 1 != manifest.get("n_items") or not np.array_equal(f_indptr, f_indptr2):
+                    raise IndexFormatError(f"{path}: index files disagree with the manifest's counts "
+                                           f"(forward.arrow has {len(f_indptr) - 1} item rows)")
+                forward, tables = (f_indptr, f_dims, f_weights), tables + (rows,)
         except (KeyError, pa.ArrowInvalid) as exc:
             raise IndexFormatError(f"{path}: index files do not have the expected columns: {exc}") from None
         n, d = manifest.get("n_items"), manifest.get("n_dims")
@@ -148,7 +169,7 @@ class SparseIndex(HistoryEncoder):
             raise IndexFormatError(f"{path}: index files disagree with the manifest's counts "
                                    f"({n} items, {d} dims)")
         return cls(v_indptr, v_items, v_weights, max_abs, e_indptr, e_dims, e_weights, priors, item_ids,
-                   popularity, manifest, tables=(postings, encoder, items))
+                   popularity, manifest, forward=forward, tables=tables)
 
     def to_factors(self) -> Factors:
         """The encoder, item embeddings (as indexed, after static pruning) and priors."""
@@ -168,14 +189,19 @@ class SparseIndex(HistoryEncoder):
         ``histories``: a users x items sparse matrix or a list of lists of item ids.
         Options: ``query_dims`` (keep the m strongest dims of u), ``query_mass``
         (keep dims holding this fraction of sum |u|), ``budget`` (postings scanned
-        per query, highest-impact first), ``threads``, ``exclude_history``,
-        ``skip_unknown``. Ids are internal indices; map them with ``item_ids``.
+        per query, highest-impact first), ``prune`` (skip postings whose
+        contribution |u_d v| is below this fraction of the query's largest
+        possible one), ``candidates`` (rescore this many best approximate items
+        exactly; default 2k when ``prune`` is set), ``threads``,
+        ``exclude_history``, ``skip_unknown``. Ids are internal indices; map them
+        with ``item_ids``.
         """
         res = self.search_detailed(histories, k, **options)
         return res.scores, res.ids
 
     def search_detailed(self, histories, k: int = 20, query_dims: int | None = None,
                         query_mass: float | None = None, budget: int | None = None,
+                        prune: float | None = None, candidates: int | None = None,
                         threads: int | None = None, exclude_history: bool = True,
                         skip_unknown: bool = False, ef_search: int | None = None,
                         nprobe: int | None = None) -> SearchResult:
@@ -183,15 +209,19 @@ class SparseIndex(HistoryEncoder):
         if ef_search is not None or nprobe is not None:
             raise DataError("--ef-search and --nprobe apply to FAISS indexes; this index is sparse")
         Q = self.histories_matrix(histories, skip_unknown=skip_unknown)
-        _check_options(k, query_dims, query_mass, budget)
+        _check_options(k, query_dims, query_mass, budget, prune, candidates)
+        if candidates is None:
+            candidates = 2 * k if prune else 0
         n = Q.shape[0]
         scores = np.empty((n, k), dtype=np.float32)
         ids = np.empty((n, k), dtype=np.int64)
         postings = np.zeros(n, dtype=np.int64)
         nonzero = np.zeros(n, dtype=np.int64)
+        f_indptr, f_dims, f_weights = self.forward or (self.e_indptr, self.e_dims, self.e_weights)
         args = (Q.indptr.astype(np.int64), Q.indices.astype(np.int32), Q.data.astype(np.float32),
                 self.e_indptr, self.e_dims, self.e_weights, self.v_indptr, self.v_items, self.v_weights,
-                self.max_abs, self.priors, k, query_dims or 0, float(query_mass or 0.0), budget or 0,
+                self.max_abs, self.priors, f_indptr, f_dims, f_weights, k, query_dims or 0,
+                float(query_mass or 0.0), budget or 0, np.float32(prune or 0.0), int(candidates),
                 bool(exclude_history), scores, ids, postings, nonzero)
         threads = _threads(threads, n)
         if threads == 1:
@@ -209,7 +239,7 @@ class SparseIndex(HistoryEncoder):
         return SearchResult(scores, ids, popular, postings, nonzero)
 
 
-def _check_options(k, query_dims, query_mass, budget):
+def _check_options(k, query_dims, query_mass, budget, prune, candidates):
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise DataError(f"k must be a positive integer, got {k!r}")
     if query_dims is not None and query_dims < 1:
@@ -218,6 +248,10 @@ def _check_options(k, query_dims, query_mass, budget):
         raise DataError(f"query_mass must be in (0, 1], got {query_mass}")
     if budget is not None and budget < 1:
         raise DataError(f"budget must be at least 1 posting, got {budget}")
+    if prune is not None and not 0.0 <= prune < 1.0:
+        raise DataError(f"prune must be in [0, 1), got {prune}")
+    if candidates is not None and candidates < k:
+        raise DataError(f"candidates must be at least k ({k}) to rescore, got {candidates}")
 
 
 def _threads(threads: int | None, n_queries: int) -> int:
