@@ -42,10 +42,12 @@ class Sparseidx:
 
 
 def default_sparseidx_sweep() -> list[dict]:
-    """Exact, then posting budgets and query-dimension cuts from generous to aggressive."""
+    """Exact; impact pruning with exact rescoring; then linscan-style posting budgets and query-dimension cuts."""
     sweep = [{}]
-    sweep += [{"budget": b} for b in (600_000, 400_000, 300_000, 200_000, 150_000, 100_000, 50_000, 20_000)]
-    sweep += [{"query_dims": m} for m in (1000, 300, 100)]
+    sweep += [{"prune": p} for p in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)]
+    sweep += [{"prune": p, "candidates": 100} for p in (1e-3, 3e-3, 1e-2)]
+    sweep += [{"budget": b} for b in (400_000, 200_000, 100_000, 20_000)]
+    sweep += [{"query_dims": m} for m in (1000, 300)]
     return sweep
 
 
@@ -97,7 +99,8 @@ class Seismic:
 
     name = "seismic"
 
-    def __init__(self, index, sweep: list[dict] | None = None, threads: int | None = None):
+    def __init__(self, index, sweep: list[dict] | None = None, threads: int | None = None,
+                 n_postings: int | None = None):
         seismic = require("seismic", "bench", "the Seismic peer")
         f = index.to_factors()
         self.E = f.encoder
@@ -112,6 +115,9 @@ class Seismic:
                 dataset.add_document(str(i), tokens[V.indices[a:b]], V.data[a:b].astype(np.float32))
         cls = seismic.SeismicIndexLV if large else seismic.SeismicIndex
         kwargs = {"num_threads": threads} if threads else {}
+        if n_postings:
+            kwargs["n_postings"] = n_postings  # posting-list length kept by Seismic's static pruning
+            self.name = f"seismic n_postings={n_postings}"
         self.index = cls.build_from_dataset(dataset, **kwargs)
         self.tokens = tokens
         self.sweep = sweep if sweep is not None else [

@@ -129,8 +129,12 @@ def _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget,
 
 
 @nb.njit(cache=True)
-def _accumulate_pruned(u, keep, limit, n_keep, max_abs, v_indptr, v_items, v_w, prune, acc, block_mark):
-    """Scatter-add only postings with |u_d * v| >= prune * max_d |u_d| max|V_d|; returns postings scanned."""
+def _accumulate_pruned(u, keep, limit, n_keep, max_abs, v_indptr, v_items, v_w, prune, acc,
+                       item_mark, touched):
+    """Scatter-add only postings with |u_d * v| >= prune * max_d |u_d| max|V_d|, listing touched items.
+
+    Returns (postings scanned, items touched).
+    """
     top = np.float32(0.0)
     for j in range(n_keep):
         d = keep[j]
@@ -139,6 +143,7 @@ def _accumulate_pruned(u, keep, limit, n_keep, max_abs, v_indptr, v_items, v_w, 
             top = bound
     tau = prune * top
     postings = 0
+    n_touched = 0
     for j in range(n_keep):
         d = keep[j]
         ud = u[d]
@@ -155,44 +160,85 @@ def _accumulate_pruned(u, keep, limit, n_keep, max_abs, v_indptr, v_items, v_w, 
                 break
             i = v_items[p]
             acc[i] += ud * w
-            block_mark[i >> BLOCK_SHIFT] = 1
+            if item_mark[i] == 0:
+                item_mark[i] = 1
+                touched[n_touched] = i
+                n_touched += 1
             p += 1
         postings += p - start
+    return postings, n_touched
+
+
+@nb.njit(cache=True)
+def _accumulate(u, keep, limit, n_keep, v_indptr, v_items, v_w, acc, block_mark):
+    """Scatter-add the chosen posting-list prefixes, marking each posting's item block; returns postings."""
+    postings = 0
+    for j in range(n_keep):
+        d = keep[j]
+        ud = u[d]
+        start = v_indptr[d]
+        stop = start + limit[j]
+        postings += stop - start
+        for p in range(start, stop):
+            i = v_items[p]
+            acc[i] += ud * v_w[p]
+            block_mark[i >> BLOCK_SHIFT] = 1
     return postings
 
 
 @nb.njit(cache=True)
+def _offer_zeros(hs, hi, size, kk, acc, skip):
+    """Untouched items score 0: offer them in index order while one can still enter the heap."""
+    if size == kk and hs[0] > 0.0:
+        return size
+    for i in range(acc.shape[0]):
+        if skip[i] != 0 or acc[i] == NEG_INF:
+            continue
+        if size == kk and not _better(np.float32(0.0), i, hs[0], hi[0]):
+            break
+        size = _offer(hs, hi, size, kk, np.float32(0.0), i)
+    return size
+
+
+@nb.njit(cache=True)
 def _rescore(hs, hi, size, u, f_indptr, f_dims, f_w, priors, k, rs, ri):
-    """Exact scores prior_i * <u, V_i> of the ``size`` candidates in (hs, hi); top k into (rs, ri)."""
+    """Exact scores prior_i * <u, V_i> of the ``size`` candidates in (hs, hi); top k into (rs, ri).
+
+    Returns (kept, forward entries read).
+    """
     out = 0
+    entries = 0
     for t in range(size):
         i = hi[t]
-        if hs[t] == NEG_INF:
-            continue
         acc = np.float32(0.0)
         for p in range(f_indptr[i], f_indptr[i + 1]):
             acc += u[f_dims[p]] * f_w[p]
+        entries += f_indptr[i + 1] - f_indptr[i]
         out = _offer(rs, ri, out, k, acc * priors[i], i)
-    return out
+    return out, entries
 
 
 @nb.njit(cache=True)
 def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, max_abs, priors,
             f_indptr, f_dims, f_w, k, query_dims, query_mass, budget, prune, candidates, exclude,
-            u, dim_mark, dims, keep, limit, acc, block_mark, blocks, hs, hi, rs, ri,
-            out_scores, out_ids):
-    """Answer one query into out_scores/out_ids (length k); returns (postings, non-zero scores).
+            scratch, out_scores, out_ids):
+    """Answer one query into out_scores/out_ids (length k).
 
-    The scatter-add marks the 64-item block of every posting without a branch; the
-    selection then visits only marked blocks. With ``candidates`` > 0 the selection
-    keeps that many items by approximate score, which are then rescored exactly.
+    Returns (postings scanned, items with a non-zero score, entries read in all:
+    encoder rows + postings + rescored rows). Exact path: the scatter-add marks the
+    64-item block of every posting without a branch and the selection visits marked
+    blocks. Pruned path: touched items are listed and only they are visited. With
+    ``candidates`` > 0 that many items are kept by approximate score and rescored.
     """
+    u, dim_mark, dims, keep, limit, acc, block_mark, item_mark, touched, hs, hi, rs, ri = scratch
     n_items = acc.shape[0]
     # 1. encode u = x E over the touched dimensions only
     nd = 0
+    entries = 0
     for h in range(q_items.shape[0]):
         j = q_items[h]
         w = q_weights[h]
+        entries += e_indptr[j + 1] - e_indptr[j]
         for p in range(e_indptr[j], e_indptr[j + 1]):
             d = e_dims[p]
             if dim_mark[d] == 0:
@@ -200,70 +246,83 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
                 dims[nd] = d
                 nd += 1
             u[d] += w * e_w[p]
-    # 2. prune the query, 3. accumulate over the posting lists
+    # 2. prune the query, 3. accumulate over the posting lists, 4. mask the history
     n_keep = _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget, keep, limit)
-    postings = 0
-    if prune > 0.0:
-        postings = _accumulate_pruned(u, keep, limit, n_keep, max_abs, v_indptr, v_items, v_w, prune,
-                                      acc, block_mark)
-    else:
-        for j in range(n_keep):
-            d = keep[j]
-            ud = u[d]
-            start = v_indptr[d]
-            stop = start + limit[j]
-            postings += stop - start
-            for p in range(start, stop):
-                i = v_items[p]
-                acc[i] += ud * v_w[p]
-                block_mark[i >> BLOCK_SHIFT] = 1
-    # 4. mask the history
-    if exclude:
-        for h in range(q_items.shape[0]):
-            i = q_items[h]
-            acc[i] = NEG_INF
-            block_mark[i >> BLOCK_SHIFT] = 1
-    n_blocks = 0
-    for b in range(block_mark.shape[0]):
-        if block_mark[b] != 0:
-            blocks[n_blocks] = b
-            n_blocks += 1
-    # 5. top-kk over the touched blocks (kk = k, or the candidates to rescore)
     kk = candidates if candidates > 0 else k
     size = 0
     nonzero = 0
-    for t in range(n_blocks):
-        b = blocks[t]
-        lo = b << BLOCK_SHIFT
-        hi_ = min(n_items, lo + (1 << BLOCK_SHIFT))
-        for i in range(lo, hi_):
+    if prune > 0.0:
+        postings, n_touched = _accumulate_pruned(u, keep, limit, n_keep, max_abs, v_indptr, v_items, v_w,
+                                                 prune, acc, item_mark, touched)
+        if exclude:
+            for h in range(q_items.shape[0]):
+                acc[q_items[h]] = NEG_INF
+        # 5. top-kk over the touched items
+        for t in range(n_touched):
+            i = touched[t]
             a = acc[i]
             if a == NEG_INF:
                 continue
             s = a * priors[i]
             if s != 0.0:
                 nonzero += 1
-            # test against the heap's worst first: most items fail it, and the call is costly
             if size < kk or _better(s, i, hs[0], hi[0]):
                 size = _offer(hs, hi, size, kk, s, i)
-    # untouched blocks score 0: they enter only if the heap is short or holds scores <= 0
-    if size < kk or hs[0] <= 0.0:
-        n_all_blocks = block_mark.shape[0]
-        for b in range(n_all_blocks):
+        if size < kk or hs[0] <= 0.0:
+            size = _offer_zeros(hs, hi, size, kk, acc, item_mark)
+        for t in range(n_touched):
+            i = touched[t]
+            acc[i] = 0.0
+            item_mark[i] = 0
+        if exclude:
+            for h in range(q_items.shape[0]):
+                acc[q_items[h]] = 0.0
+    else:
+        postings = _accumulate(u, keep, limit, n_keep, v_indptr, v_items, v_w, acc, block_mark)
+        if exclude:
+            for h in range(q_items.shape[0]):
+                i = q_items[h]
+                acc[i] = NEG_INF
+                block_mark[i >> BLOCK_SHIFT] = 1
+        # 5. top-kk over the marked blocks (the list of marked blocks reuses ``touched``)
+        n_blocks = 0
+        for b in range(block_mark.shape[0]):
             if block_mark[b] != 0:
-                continue
+                touched[n_blocks] = b
+                n_blocks += 1
+        for t in range(n_blocks):
+            lo = touched[t] << BLOCK_SHIFT
+            for i in range(lo, min(n_items, lo + (1 << BLOCK_SHIFT))):
+                a = acc[i]
+                if a == NEG_INF:
+                    continue
+                s = a * priors[i]
+                if s != 0.0:
+                    nonzero += 1
+                # test against the heap's worst first: most items fail it, and the call is costly
+                if size < kk or _better(s, i, hs[0], hi[0]):
+                    size = _offer(hs, hi, size, kk, s, i)
+        if size < kk or hs[0] <= 0.0:
+            # items of unmarked blocks are untouched; those of marked blocks were all offered
+            for t in range(n_blocks):
+                lo = touched[t] << BLOCK_SHIFT
+                for i in range(lo, min(n_items, lo + (1 << BLOCK_SHIFT))):
+                    item_mark[i] = 1
+            size = _offer_zeros(hs, hi, size, kk, acc, item_mark)
+            for t in range(n_blocks):
+                lo = touched[t] << BLOCK_SHIFT
+                for i in range(lo, min(n_items, lo + (1 << BLOCK_SHIFT))):
+                    item_mark[i] = 0
+        for t in range(n_blocks):
+            b = touched[t]
+            block_mark[b] = 0
             lo = b << BLOCK_SHIFT
-            hi_ = min(n_items, lo + (1 << BLOCK_SHIFT))
-            stop = False
-            for i in range(lo, hi_):
-                if size == kk and not _better(np.float32(0.0), i, hs[0], hi[0]):
-                    stop = True
-                    break
-                size = _offer(hs, hi, size, kk, np.float32(0.0), i)
-            if stop:
-                break
+            for i in range(lo, min(n_items, lo + (1 << BLOCK_SHIFT))):
+                acc[i] = 0.0
+    entries += postings
     if candidates > 0:
-        size = _rescore(hs, hi, size, u, f_indptr, f_dims, f_w, priors, k, rs, ri)
+        size, rescored = _rescore(hs, hi, size, u, f_indptr, f_dims, f_w, priors, k, rs, ri)
+        entries += rescored
         for r in range(size):
             hs[r] = rs[r]
             hi[r] = ri[r]
@@ -271,36 +330,30 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
     for r in range(size - 1, -1, -1):
         out_scores[r] = hs[0]
         out_ids[r] = hi[0]
-        last = r
-        hs[0] = hs[last]
-        hi[0] = hi[last]
-        _sift_down(hs, hi, last, 0)
+        hs[0] = hs[r]
+        hi[0] = hi[r]
+        _sift_down(hs, hi, r, 0)
     for r in range(size, k):
         out_scores[r] = NEG_INF
         out_ids[r] = -1
-    # 7. reset the scratch where it was written
-    for t in range(n_blocks):
-        b = blocks[t]
-        block_mark[b] = 0
-        lo = b << BLOCK_SHIFT
-        hi_ = min(n_items, lo + (1 << BLOCK_SHIFT))
-        for i in range(lo, hi_):
-            acc[i] = 0.0
+    # 7. reset the user vector
     for j in range(nd):
         d = dims[j]
         u[d] = 0.0
         dim_mark[d] = 0
-    return postings, nonzero
+    return postings, nonzero, entries
 
 
 @nb.njit(cache=True)
-def _new_scratch(n_items, n_dims, k, candidates):
+def new_scratch(n_items, n_dims, k, candidates):
+    """Per-thread buffers for ``_answer``, zeroed where they are accumulated into."""
     n_blocks = (n_items >> BLOCK_SHIFT) + 1
     kk = max(k, candidates)
     return (np.zeros(n_dims, dtype=np.float32), np.zeros(n_dims, dtype=np.uint8),
             np.empty(n_dims, dtype=np.int32), np.empty(n_dims, dtype=np.int32),
             np.empty(n_dims, dtype=np.int64), np.zeros(n_items, dtype=np.float32),
-            np.zeros(n_blocks, dtype=np.uint8), np.empty(n_blocks, dtype=np.int64),
+            np.zeros(n_blocks, dtype=np.uint8), np.zeros(n_items, dtype=np.uint8),
+            np.empty(max(n_items, n_blocks), dtype=np.int32),
             np.empty(kk, dtype=np.float32), np.empty(kk, dtype=np.int64),
             np.empty(k, dtype=np.float32), np.empty(k, dtype=np.int64))
 
@@ -309,27 +362,24 @@ def _new_scratch(n_items, n_dims, k, candidates):
 def search_range(start, stop, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
                  v_indptr, v_items, v_w, max_abs, priors, f_indptr, f_dims, f_w,
                  k, query_dims, query_mass, budget, prune, candidates, exclude,
-                 out_scores, out_ids, out_postings, out_nonzero):
+                 out_scores, out_ids, out_postings, out_nonzero, out_entries):
     """Answer queries start..stop-1 (rows of a CSR history matrix) on one thread."""
-    n_items = priors.shape[0]
-    n_dims = v_indptr.shape[0] - 1
-    u, dim_mark, dims, keep, limit, acc, block_mark, blocks, hs, hi, rs, ri = _new_scratch(
-        n_items, n_dims, k, candidates)
+    scratch = new_scratch(priors.shape[0], v_indptr.shape[0] - 1, k, candidates)
     for q in range(start, stop):
         a, b = q_indptr[q], q_indptr[q + 1]
-        p, nz = _answer(q_items[a:b], q_weights[a:b], e_indptr, e_dims, e_w, v_indptr, v_items, v_w,
-                        max_abs, priors, f_indptr, f_dims, f_w, k, query_dims, query_mass, budget, prune,
-                        candidates, exclude, u, dim_mark, dims, keep, limit, acc, block_mark, blocks,
-                        hs, hi, rs, ri, out_scores[q], out_ids[q])
+        p, nz, ent = _answer(q_items[a:b], q_weights[a:b], e_indptr, e_dims, e_w, v_indptr, v_items, v_w,
+                             max_abs, priors, f_indptr, f_dims, f_w, k, query_dims, query_mass, budget,
+                             prune, candidates, exclude, scratch, out_scores[q], out_ids[q])
         out_postings[q] = p
         out_nonzero[q] = nz
+        out_entries[q] = ent
 
 
 @nb.njit(parallel=True, cache=True)
 def search_parallel(n_chunks, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
                     v_indptr, v_items, v_w, max_abs, priors, f_indptr, f_dims, f_w,
                     k, query_dims, query_mass, budget, prune, candidates, exclude,
-                    out_scores, out_ids, out_postings, out_nonzero):
+                    out_scores, out_ids, out_postings, out_nonzero, out_entries):
     """Answer all queries over ``n_chunks`` contiguous chunks in parallel; results stay in order."""
     n_q = q_indptr.shape[0] - 1
     for c in nb.prange(n_chunks):
@@ -338,7 +388,7 @@ def search_parallel(n_chunks, q_indptr, q_items, q_weights, e_indptr, e_dims, e_
         search_range(start, stop, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
                      v_indptr, v_items, v_w, max_abs, priors, f_indptr, f_dims, f_w,
                      k, query_dims, query_mass, budget, prune, candidates, exclude,
-                     out_scores, out_ids, out_postings, out_nonzero)
+                     out_scores, out_ids, out_postings, out_nonzero, out_entries)
 
 
 @nb.njit(cache=True)

@@ -24,7 +24,8 @@ class SearchResult:
     ``ids`` are internal item indices (-1 where fewer than k items remain);
     ``popular`` flags rows answered by popularity because the history was empty;
     ``postings`` counts posting entries scanned; ``nonzero`` counts items with a
-    non-zero score (prediction coverage).
+    non-zero score (prediction coverage); ``entries`` counts every sparse entry
+    read (encoder rows, postings and rescored item rows: the P of the cost model).
     """
 
     scores: np.ndarray
@@ -32,6 +33,7 @@ class SearchResult:
     popular: np.ndarray
     postings: np.ndarray
     nonzero: np.ndarray
+    entries: np.ndarray | None = None
 
 
 class SparseIndex(HistoryEncoder):
@@ -217,12 +219,13 @@ class SparseIndex(HistoryEncoder):
         ids = np.empty((n, k), dtype=np.int64)
         postings = np.zeros(n, dtype=np.int64)
         nonzero = np.zeros(n, dtype=np.int64)
+        entries = np.zeros(n, dtype=np.int64)
         f_indptr, f_dims, f_weights = self.forward or (self.e_indptr, self.e_dims, self.e_weights)
         args = (Q.indptr.astype(np.int64), Q.indices.astype(np.int32), Q.data.astype(np.float32),
                 self.e_indptr, self.e_dims, self.e_weights, self.v_indptr, self.v_items, self.v_weights,
                 self.max_abs, self.priors, f_indptr, f_dims, f_weights, k, query_dims or 0,
                 float(query_mass or 0.0), budget or 0, np.float32(prune or 0.0), int(candidates),
-                bool(exclude_history), scores, ids, postings, nonzero)
+                bool(exclude_history), scores, ids, postings, nonzero, entries)
         threads = _threads(threads, n)
         if threads == 1:
             kernels.search_range(0, n, *args)
@@ -236,7 +239,7 @@ class SparseIndex(HistoryEncoder):
         popular = np.diff(Q.indptr) == 0
         if popular.any():
             self._fill_popular(popular, scores, ids, k)
-        return SearchResult(scores, ids, popular, postings, nonzero)
+        return SearchResult(scores, ids, popular, postings, nonzero, entries)
 
 
 def _check_options(k, query_dims, query_mass, budget, prune, candidates):
