@@ -60,7 +60,6 @@ class ScipyExact:
         f = index.to_factors()
         self.E = f.encoder
         self.Vt = sp.csr_matrix(f.embeddings.T)
-        self.V = f.embeddings
         self.priors = f.priors
 
     def settings(self) -> list[dict]:
@@ -78,10 +77,7 @@ class ScipyExact:
         return np.vstack(out), float("nan")
 
     def single(self, row, k, setting):
-        u = row @ self.E
-        s = np.asarray((self.V @ u.T).todense()).ravel() * self.priors
-        s[row.indices] = -np.inf
-        return _topk_rows(s[None, :], k)
+        return self._answer(row, k)
 
     def nbytes(self) -> int:
         return int(sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in (self.E, self.Vt)))
@@ -121,7 +117,7 @@ class Seismic:
         self.index = cls.build_from_dataset(dataset, **kwargs)
         self.tokens = tokens
         self.sweep = sweep if sweep is not None else [
-            {"query_cut": qc, "heap_factor": hf} for qc in (100, 300, 1000, 3000) for hf in (0.8, 0.9, 1.0)]
+            {"query_cut": qc, "heap_factor": hf} for qc in (100, 300, 1000) for hf in (0.7, 0.9, 1.0)]
         self._nbytes = int(V.data.nbytes + V.indices.nbytes + V.indptr.nbytes)
 
     def settings(self) -> list[dict]:
