@@ -146,3 +146,28 @@ def test_build_from_imported_embeddings(tmp_path, split):
     np.savez(tmp_path / "bad2.npz", encoder_data=np.ones(2))
     res = run("build", "--embeddings", tmp_path / "bad2.npz", "--out", tmp_path / "imp3")
     assert res.exit_code == 1 and "'encoder' is incomplete" in res.output
+
+
+def test_bench_writes_report_tables_and_plots(split, tmp_path):
+    out = tmp_path / "bench"
+    res = run("bench", split / "idx", "--train", split / "train.txt", "--test", split / "test.txt", "--out", out,
+              "--peers", "scipy", "--threads", "1,2", "--latency-queries", "20", "--sweep", "quick", "--json")
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "report.json").read_text())
+    rows = {(r["method"], r["setting"]): r for r in report["rows"]}
+    assert rows[("sparseidx", "exact")]["recall_vs_exact"] == 1.0
+    assert rows[("scipy-exact", "exact")]["recall_vs_exact"] == 1.0
+    # both exact methods rank the same items, so their test quality is the same
+    assert rows[("sparseidx", "exact")]["recall@20"] == pytest.approx(rows[("scipy-exact", "exact")]["recall@20"])
+    assert "| sparseidx | exact | 1.0000 |" in (out / "report.md").read_text()
+    for name in ("latency.png", "batch_1t.png", "batch_2t.png"):
+        assert (out / name).stat().st_size > 1000
+
+
+def test_bench_errors(split, tmp_path):
+    res = run("bench", split / "idx", "--train", split / "train.txt", "--test", split / "test.txt",
+              "--out", tmp_path / "b", "--peers", "nope")
+    assert res.exit_code == 2 and "unknown peer" in res.output
+    res = run("bench", split / "idx", "--train", split / "train.txt", "--test", split / "test.txt",
+              "--out", tmp_path / "b", "--peers", "faiss")
+    assert res.exit_code != 0 and "--dense-index" in res.output

@@ -151,14 +151,31 @@ def test_zero_score_items_rank_above_negative_ones():
     assert ids.tolist() == [[2, 3, 1]]  # untouched items (score 0) beat the negative one
 
 
-def test_threads_give_identical_results():
+@pytest.mark.parametrize("options", [{}, {"prune": 0.01}, {"budget": 50}, {"query_dims": 5}])
+def test_threads_give_identical_results(options):
     f = random_factors(3, 400, 50, 0.05)
     Q = random_histories(3, 200, 400, 8)
     index = Index.build(f)
-    one = index.search_detailed(Q, 15, threads=1)
-    two = index.search_detailed(Q, 15, threads=2)
+    one = index.search_detailed(Q, 15, threads=1, **options)
+    two = index.search_detailed(Q, 15, threads=2, **options)
     assert np.array_equal(one.ids, two.ids) and np.array_equal(one.scores, two.scores)
-    assert np.array_equal(one.postings, two.postings)
+    assert np.array_equal(one.postings, two.postings) and np.array_equal(one.entries, two.entries)
+
+
+def test_recall_is_non_decreasing_in_query_dims_and_budget():
+    f = random_factors(8, 300, 80, 0.1)
+    Q = random_histories(8, 60, 300, 6)
+    index = Index.build(f)
+    _, exact = index.search(Q, 10, threads=1)
+
+    def recall(**options):
+        _, ids = index.search(Q, 10, threads=1, **options)
+        return np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(ids, exact)])
+
+    by_dims = [recall(query_dims=m) for m in (1, 2, 4, 8, 16, 32, 80)]
+    by_budget = [recall(budget=b) for b in (5, 20, 50, 100, 200, 400, 10_000)]
+    assert by_dims == sorted(by_dims) and by_dims[-1] == 1.0 and by_dims[0] < 1.0
+    assert by_budget == sorted(by_budget) and by_budget[-1] == 1.0 and by_budget[0] < 1.0
 
 
 def test_statistics_count_postings_and_coverage():
@@ -171,6 +188,14 @@ def test_statistics_count_postings_and_coverage():
     all_scores = f.dense_scores(Q)
     all_scores[Q.toarray() != 0] = 0.0
     assert res.nonzero.tolist() == list((np.abs(all_scores) > 0).sum(axis=1))
+    # entries read: encoder rows of the history plus the postings scanned
+    assert res.entries.tolist() == [int(np.diff(f.encoder.indptr)[Q[q].indices].sum()) + res.postings[q]
+                                    for q in range(Q.shape[0])]
+    rescored = Index.build(f).search_detailed(Q, 5, threads=1, prune=0.0, candidates=7)
+    V_rows = np.diff(f.embeddings.indptr)
+    for q in range(Q.shape[0]):
+        # the candidates are rescored from the forward rows of V: all 7 here (no history item is a candidate)
+        assert rescored.entries[q] > res.entries[q] and rescored.entries[q] - res.entries[q] <= 7 * V_rows.max()
 
 
 def test_empty_history_returns_popular_items_flagged():
