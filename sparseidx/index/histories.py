@@ -27,9 +27,12 @@ class HistoryEncoder:
         warning when ``skip_unknown`` is set.
         """
         if sp.issparse(histories):
+            if histories.shape[1] != self.n_items:
+                raise DataError(f"histories have {histories.shape[1]} item columns but the index has "
+                                f"{self.n_items} items")
+            if histories.format == "csr" and histories.dtype == np.float32 and histories.has_sorted_indices:
+                return histories  # already in query form: no copy on the single-query path
             Q = sp.csr_matrix(histories, dtype=np.float32)
-            if Q.shape[1] != self.n_items:
-                raise DataError(f"histories have {Q.shape[1]} item columns but the index has {self.n_items} items")
             Q.sort_indices()
             return Q
         if isinstance(histories, np.ndarray) and histories.ndim == 2 and histories.dtype.kind == "f":
