@@ -2,8 +2,9 @@
 
 Every method answers the same queries (users' train histories) with history items
 masked, through two entry points: ``batch`` (all queries, some threads) and
-``single`` (one query, one thread, for latency). Peers that cannot mask the
-history fetch k + |history| candidates and drop history items.
+``single`` (one query, one thread, for latency); ``batch`` returns (ids, postings
+per query, entries read per query), NaN where a method cannot count them. Peers
+that cannot mask the history fetch k + |history| candidates and drop history items.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Sparseidx:
 
     def batch(self, H, k, setting, threads):
         res = self.index.search_detailed(H, k, threads=threads, **setting)
-        return res.ids, float(res.postings.mean())
+        return res.ids, float(res.postings.mean()), float(res.entries.mean())
 
     def single(self, row, k, setting):
         return self.index.search_detailed(row, k, threads=1, **setting).ids
@@ -74,7 +75,7 @@ class ScipyExact:
 
     def batch(self, H, k, setting, threads):
         out = [self._answer(H[s: s + 256], k) for s in range(0, H.shape[0], 256)]
-        return np.vstack(out), float("nan")
+        return np.vstack(out), float("nan"), float("nan")
 
     def single(self, row, k, setting):
         return self._answer(row, k)
@@ -139,7 +140,7 @@ class Seismic:
                 continue
             q = int(res[0][0])
             ids[q] = _drop_history([int(r[2]) for r in res], H.indices[H.indptr[q]: H.indptr[q + 1]], k)
-        return ids, float("nan")
+        return ids, float("nan"), float("nan")
 
     def single(self, row, k, setting):
         u = sp.csr_matrix(row @ self.E)
@@ -182,7 +183,7 @@ class Faiss:
         return self.sweep
 
     def batch(self, H, k, setting, threads):
-        return self.index.search_detailed(H, k, threads=threads, **setting).ids, float("nan")
+        return self.index.search_detailed(H, k, threads=threads, **setting).ids, float("nan"), float("nan")
 
     def single(self, row, k, setting):
         return self.index.search_detailed(row, k, threads=1, **setting).ids
