@@ -28,6 +28,8 @@ def info(index, as_json):
             for name, f in value.items():
                 rows.append({"field": f"file {name}", "value": f"{f['bytes']:,} bytes"})
         elif isinstance(value, dict):
+            if not value:
+                rows.append({"field": key, "value": "none"})
             for sub, v in value.items():
                 rows.append({"field": f"{key}.{sub}", "value": v})
         else:
