@@ -22,7 +22,7 @@ MODEL_PARAMS = {
     "chol": ("l2", "beta", "k", "order"),
     "sansa": ("l2", "factorizer", "density", "nnz_per_item", "scans", "finetune_steps"),
     "puresvd": ("dims", "seed"),
-    "chol-lowrank": ("dims", "l2", "beta"),
+    "chol-lowrank": ("dims", "l2", "seed"),
     "elsa": ("dims", "epochs", "batch_size", "lr", "seed"),
     "celsa": ("dims", "nnz_per_item", "epochs", "batch_size", "lr", "schedule", "rewind", "seed"),
 }
