@@ -5,7 +5,9 @@ SPARSEIDX := $(VENV)/bin/sparseidx
 DATA := examples/amazon-book
 OUT ?= out
 
-.PHONY: setup demo test bench clean
+FEAST_VENV ?= .venv-feast
+
+.PHONY: setup demo test test-feast bench clean
 
 setup:
 	@bash scripts/setup.sh $(VENV) test
@@ -19,6 +21,12 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# Feast is an optional extra (~580 MB) with pins of its own: it lives in its own venv, and the
+# export test drives its CLI and client there (apply, materialize, online read).
+test-feast: setup
+	test -x $(FEAST_VENV)/bin/feast || (python3 -m venv $(FEAST_VENV) && $(FEAST_VENV)/bin/pip install -q 'feast>=0.40')
+	SPARSEIDX_FEAST_BIN=$(FEAST_VENV)/bin/feast $(PY) -m pytest -q tests/test_export.py -k feast
 
 clean:
 	rm -rf $(OUT) .pytest_cache

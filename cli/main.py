@@ -11,6 +11,7 @@ from sparseidx.progress import enable
 from .bench import bench
 from .build import build
 from .evaluate import evaluate
+from .export import export
 from .inspect import info, verify
 from .query import query
 
@@ -44,7 +45,7 @@ def cli(verbose: int, quiet: bool) -> None:
     enable(0 if quiet else 1 + verbose)
 
 
-for command in (build, query, evaluate, info, verify, bench):
+for command in (build, query, evaluate, info, verify, export, bench):
     cli.add_command(command)
 
 

@@ -77,7 +77,10 @@ def _canonical_csr(M, name: str) -> sp.csr_matrix:
         M = np.asarray(M)
         if M.ndim != 2:
             raise DataError(f"{name} must be a 2-d matrix, got {M.ndim} dimensions")
-    M = sp.csr_matrix(M, dtype=np.float32)
+    M = sp.csr_matrix(M, dtype=np.float32, copy=True)
+    # one index dtype for scipy's in-place routines (a canonical matrix has int32 indices, int64 indptr)
+    M.indices = M.indices.astype(np.int64)
+    M.indptr = M.indptr.astype(np.int64)
     M.sum_duplicates()
     M.eliminate_zeros()
     M.sort_indices()

@@ -43,3 +43,20 @@ def bar(iterable, length: int | None = None, label: str = ""):
 @contextmanager
 def _passthrough(iterable):
     yield iterable
+
+
+class _Silent:
+    def update(self, n: int) -> None:
+        pass
+
+
+@contextmanager
+def counter(total: int, label: str = ""):
+    """A progress bar advanced by ``update(n)`` (for work that comes in batches of known size)."""
+    if not _bars_enabled:
+        yield _Silent()
+        return
+    import click
+
+    with click.progressbar(length=total, label=label, file=sys.stderr) as progress:
+        yield progress

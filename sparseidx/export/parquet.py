@@ -1,0 +1,125 @@
+"""The canonical export: Parquet with item_id, indices (sorted, unique, uint32) and values (float32).
+
+Schema metadata (key ``sparseidx``) holds the dimension count, model, index format
+version and what the columns mean. The file also carries each item's prior and,
+when the encoder differs from the item embeddings, the encoder rows, so a consumer
+can compute user embeddings u = x E and scores prior_i * <u, V_i> itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import DataError
+from .rows import atomic_output, item_parts, progress_batches, sparse_index, user_matrix
+
+META_KEY = b"sparseidx"
+
+
+def list_column(indptr: np.ndarray, values: np.ndarray, dtype) -> pa.ListArray:
+    """A list<dtype> column from CSR parts of one batch."""
+    return pa.ListArray.from_arrays(pa.array(indptr.astype(np.int32)), pa.array(values.astype(dtype)))
+
+
+def _metadata(index, kind: str, shared_encoder: bool) -> dict:
+    m = index.manifest
+    return {META_KEY: json.dumps({
+        "kind": kind, "n_dims": int(index.n_dims), "n_items": int(index.n_items), "model": m.get("model"),
+        "index_format_version": m.get("format_version"), "created_by": m.get("created_by"),
+        "score": "prior_i * <u, V_i> with u = x E", "encoder_equals_embeddings": shared_encoder,
+        "params": m.get("params", {})}).encode()}
+
+
+def write_items(index, out: str, overwrite: bool = False) -> dict:
+    """Write the canonical item Parquet file atomically, one row group per batch; returns a summary."""
+    index = sparse_index(index)
+    v_parts = item_parts(index)
+    shared = index.forward is None
+    e_parts = (index.e_indptr, index.e_dims, index.e_weights)
+    fields = [pa.field("item_id", pa.array(index.item_ids[:0]).type), pa.field("indices", pa.list_(pa.uint32())),
+              pa.field("values", pa.list_(pa.float32())), pa.field("prior", pa.float32())]
+    if index.popularity is not None:
+        fields.append(pa.field("popularity", pa.int64()))
+    if not shared:
+        fields += [pa.field("encoder_indices", pa.list_(pa.uint32())),
+                   pa.field("encoder_values", pa.list_(pa.float32()))]
+    schema = pa.schema(fields, metadata=_metadata(index, "items", shared))
+    rows = 0
+    with atomic_output(out, overwrite) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for b in progress_batches(*v_parts, index.item_ids, "items"):
+            sl = slice(b.start, b.start + len(b))
+            cols = {"item_id": pa.array(b.ids), "indices": list_column(b.indptr, b.dims, np.uint32),
+                    "values": list_column(b.indptr, b.weights, np.float32),
+                    "prior": pa.array(np.asarray(index.priors[sl], dtype=np.float32))}
+            if index.popularity is not None:
+                cols["popularity"] = pa.array(np.asarray(index.popularity[sl], dtype=np.int64))
+            if not shared:
+                a, z = e_parts[0][b.start], e_parts[0][b.start + len(b)]
+                e_indptr = np.asarray(e_parts[0][b.start: b.start + len(b) + 1]) - a
+                cols["encoder_indices"] = list_column(e_indptr, np.asarray(e_parts[1][a:z]), np.uint32)
+                cols["encoder_values"] = list_column(e_indptr, np.asarray(e_parts[2][a:z]), np.float32)
+            writer.write_table(pa.table(cols, schema=schema))
+            rows += len(b)
+    return {"target": "parquet", "out": out, "items": rows, "bytes": os.path.getsize(out)}
+
+
+def write_users(index, histories: str, out: str, overwrite: bool = False) -> dict:
+    """Write user embeddings u = x E for the histories in a file (user_id, indices, values)."""
+    index = sparse_index(index)
+    U, user_ids = user_matrix(index, histories)
+    schema = pa.schema([pa.field("user_id", pa.array(user_ids[:0]).type),
+                        pa.field("indices", pa.list_(pa.uint32())), pa.field("values", pa.list_(pa.float32()))],
+                       metadata=_metadata(index, "users", index.forward is None))
+    with atomic_output(out, overwrite) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for b in progress_batches(U.indptr, U.indices, U.data, user_ids, "users"):
+            writer.write_table(pa.table({"user_id": pa.array(b.ids),
+                                         "indices": list_column(b.indptr, b.dims, np.uint32),
+                                         "values": list_column(b.indptr, b.weights, np.float32)}, schema=schema))
+    return {"target": "parquet", "out": out, "users": int(U.shape[0]), "bytes": os.path.getsize(out)}
+
+
+def read_parquet_factors(path: str):
+    """Factors from a canonical item export (the inverse of ``write_items``)."""
+    import scipy.sparse as sp
+
+    from ..factors import Factors
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path}: not a readable Parquet file: {exc}") from None
+    raw = (table.schema.metadata or {}).get(META_KEY)
+    if raw is None:
+        raise DataError(f"{path}: no sparseidx metadata; write it with 'sparseidx export --to parquet'")
+    meta = json.loads(raw)
+    if meta.get("kind") != "items":
+        raise DataError(f"{path}: holds {meta.get('kind')} embeddings; import an item export")
+    missing = {"item_id", "indices", "values"} - set(table.column_names)
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    n, d = table.num_rows, int(meta["n_dims"])
+
+    def matrix(ind_col, val_col):
+        ind = table[ind_col].combine_chunks()
+        val = table[val_col].combine_chunks()
+        indptr = ind.offsets.to_numpy().astype(np.int64)
+        if not np.array_equal(indptr, val.offsets.to_numpy()):
+            raise DataError(f"{path}: '{ind_col}' and '{val_col}' have different lengths in some row")
+        dims = ind.values.to_numpy().astype(np.int64)
+        if len(dims) and dims.max() >= d:
+            raise DataError(f"{path}: an index in '{ind_col}' is >= the dimension count {d}")
+        # copies: Arrow's buffers are read-only and scipy canonicalises in place
+        return sp.csr_matrix((np.array(val.values.to_numpy(), dtype=np.float32), dims, indptr), shape=(n, d))
+
+    V = matrix("indices", "values")
+    E = V if meta.get("encoder_equals_embeddings", True) else matrix("encoder_indices", "encoder_values")
+    priors = np.array(table["prior"]) if "prior" in table.column_names else np.ones(n, dtype=np.float32)
+    pop = np.array(table["popularity"]) if "popularity" in table.column_names else None
+    return Factors(encoder=E, embeddings=V, priors=priors, item_ids=np.array(table["item_id"]),
+                   model="imported", params={"source": os.path.basename(path), "exported_model": meta.get("model")},
+                   popularity=pop)

@@ -1,0 +1,115 @@
+"""Streaming access to an index's embeddings in row batches, and atomic output paths.
+
+Batches are bounded by a number of non-zeros, so memory stays flat whatever the
+catalogue size; item rows are read straight from the memory-mapped index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import DataError
+from ..progress import counter
+
+MAX_BATCH_ENTRIES = 4_000_000
+
+
+@dataclass
+class RowBatch:
+    """Rows ``start``..``start + len(ids)`` as CSR parts (indptr relative to the batch)."""
+
+    start: int
+    ids: np.ndarray
+    indptr: np.ndarray
+    dims: np.ndarray
+    weights: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def row(self, r: int) -> tuple[np.ndarray, np.ndarray]:
+        a, b = self.indptr[r], self.indptr[r + 1]
+        return self.dims[a:b], self.weights[a:b]
+
+
+def sparse_index(index):
+    """The index itself if it is sparse, else a DataError saying what can be exported."""
+    if getattr(index, "backend", None) != "sparse":
+        raise DataError(f"export reads sparse indexes; this one is {getattr(index, 'backend', '?')!r} "
+                        "(dense FAISS embeddings are not sparse vectors)")
+    return index
+
+
+def item_parts(index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR parts (indptr, dims, weights) of the item embeddings V as indexed."""
+    return index.forward if index.forward is not None else (index.e_indptr, index.e_dims, index.e_weights)
+
+
+def batches(indptr, dims, weights, ids, max_entries: int = MAX_BATCH_ENTRIES):
+    """Yield RowBatch slices of a CSR matrix, each holding at most ``max_entries`` non-zeros (or one row)."""
+    n = len(indptr) - 1
+    start = 0
+    while start < n:
+        stop = int(np.searchsorted(indptr, indptr[start] + max_entries, side="right")) - 1
+        stop = min(max(stop, start + 1), n)
+        a, b = indptr[start], indptr[stop]
+        yield RowBatch(start, ids[start:stop], np.asarray(indptr[start: stop + 1] - a, dtype=np.int64),
+                       np.asarray(dims[a:b]), np.asarray(weights[a:b]))
+        start = stop
+
+
+def progress_batches(indptr, dims, weights, ids, label: str):
+    """``batches`` with a progress bar counting rows."""
+    with counter(len(ids), label) as progress:
+        for b in batches(indptr, dims, weights, ids):
+            yield b
+            progress.update(len(b))
+
+
+def user_matrix(index, histories_path: str) -> tuple[sp.csr_matrix, np.ndarray]:
+    """User embeddings U = X E for the histories in a file, with their user ids."""
+    from ..data import load_interactions
+
+    inter = load_interactions(histories_path, item_ids=index.item_ids, skip_unknown=True)
+    E = sp.csr_matrix((np.asarray(index.e_weights), np.asarray(index.e_dims), np.asarray(index.e_indptr)),
+                      shape=(index.n_items, index.n_dims))
+    U = sp.csr_matrix(inter.X.astype(np.float32) @ E)
+    U.sort_indices()
+    return U, inter.user_ids
+
+
+@contextlib.contextmanager
+def atomic_output(out: str, overwrite: bool, directory: bool = False):
+    """Yield a temporary path next to ``out``; on success it replaces ``out``, on failure it vanishes."""
+    out = os.path.abspath(os.fspath(out))
+    if os.path.exists(out) and not overwrite:
+        raise DataError(f"{out} already exists; pass --overwrite to replace it")
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    if directory:
+        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
+    else:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
+        os.close(fd)
+    try:
+        yield tmp
+        if directory and os.path.exists(out):
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=parent)
+            os.rename(out, os.path.join(old, "x"))
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
