@@ -1,0 +1,144 @@
+"""SANSA against dense EASE, and its factorizers and UMR inverse on their own."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from click.testing import CliRunner
+from helpers import dense_ease, random_interactions, write_lines
+
+from sparseidx import Index
+from sparseidx.errors import DataError
+from sparseidx.models._icf import incomplete_cholesky
+from sparseidx.models._umr import loss, residual, sparsify_global, umr_inverse
+from sparseidx.models.sansa import fit_sansa
+from sparseidx_cli.main import cli
+
+
+@pytest.mark.parametrize("factorizer", ["cholmod", "icf"])
+def test_full_density_matches_dense_ease_on_unseen_items(factorizer):
+    X = random_interactions(200, 40, density=0.15, seed=1)
+    B = dense_ease(X, 5.0)
+    f = fit_sansa(X, l2=5.0, factorizer=factorizer, density=1.0, scans=3, finetune_steps=10)
+    H = sp.csr_matrix(X[:30])
+    ref, got = H.toarray() @ B, f.dense_scores(H)
+    unseen = H.toarray() == 0
+    assert np.abs(got[unseen] - ref[unseen]).max() < 1e-5 * np.abs(ref).max()
+    assert f.params["factorizer"] == factorizer and (f.priors == 1).all()
+
+
+@pytest.mark.parametrize("factorizer", ["cholmod", "icf"])
+def test_ranking_approaches_ease_as_density_grows(factorizer):
+    X = random_interactions(300, 60, density=0.1, seed=2)
+    B = dense_ease(X, 10.0)
+    H = sp.csr_matrix(X[:50])
+    ref = H.toarray() @ B
+    ref[H.toarray() != 0] = -np.inf
+    top_ref = np.argsort(-ref, axis=1)[:, :10]
+    overlaps = []
+    for density in (0.1, 0.2, 0.5):
+        f = fit_sansa(X, l2=10.0, factorizer=factorizer, density=density)
+        assert f.params["nnz_inverse"] <= f.params["target_nnz"] and f.params["nnz_factor"] <= f.params["target_nnz"]
+        got = f.dense_scores(H)
+        got[H.toarray() != 0] = -np.inf
+        top = np.argsort(-got, axis=1)[:, :10]
+        overlaps.append(np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(top_ref, top)]))
+    # a random top 10 of 60 items overlaps by about 0.17
+    assert overlaps == sorted(overlaps) and overlaps[0] > 0.4 and overlaps[-1] > 0.75
+
+
+def test_umr_reduces_the_residual_monotonically_on_a_fixed_pattern():
+    X = random_interactions(150, 50, density=0.1, seed=3)
+    A = (X.T @ X + 3.0 * sp.identity(50)).tocsc()
+    L = incomplete_cholesky(A, budget=49)
+    L = sp.csc_matrix(L @ sp.diags(1 / L.diagonal()))
+    K, losses = umr_inverse(L, max_nnz=50 * 50, scans=3, finetune_steps=8)
+    assert all(b <= a + 1e-15 for a, b in zip(losses, losses[1:]))
+    assert losses[-1] < 1e-3 * losses[0]
+    assert np.allclose(K.toarray(), np.linalg.inv(L.toarray()), atol=1e-4)
+
+
+def test_incomplete_cholesky_is_exact_with_a_full_budget_and_bounded_otherwise():
+    X = random_interactions(120, 30, density=0.2, seed=4)
+    A = (X.T @ X + 2.0 * sp.identity(30)).tocsc()
+    L = incomplete_cholesky(A, budget=29).toarray()
+    assert np.allclose(L @ L.T, A.toarray(), atol=1e-8) and np.allclose(L, np.tril(L))
+    Lb = incomplete_cholesky(A, budget=3)
+    assert (np.diff(Lb.indptr) <= 4).all()
+
+
+def test_icf_breakdown_is_reported_and_fit_restarts_with_a_shift(caplog):
+    # an indefinite matrix breaks down at its second pivot
+    A = sp.csc_matrix(np.array([[1.0, 2.0], [2.0, 1.0]]))
+    assert incomplete_cholesky(A, budget=1) == 1
+    # a factor kept to one entry per column on a strongly coupled Gram matrix loses positive definiteness
+    rng = np.random.default_rng(5)
+    base = (rng.random((400, 1)) < 0.5).astype(float)
+    X = sp.csr_matrix(np.hstack([base] * 30) + (rng.random((400, 30)) < 0.02))
+    with caplog.at_level("WARNING"):
+        f = fit_sansa(X, l2=1e-3, factorizer="icf", nnz_per_item=2)
+    assert "restarting with shift" in caplog.text and f.params["icf_shift"] > 0
+
+
+def test_items_nobody_touched_and_empty_users_are_handled():
+    X = random_interactions(100, 30, density=0.15, seed=6).toarray()
+    X[:, [3, 17]] = 0.0
+    X[:5] = 0.0
+    f = fit_sansa(sp.csr_matrix(X), l2=5.0, factorizer="icf", density=0.3)
+    scores = f.dense_scores(sp.csr_matrix(X[5:20]))
+    assert np.isfinite(scores).all() and np.allclose(scores[:, [3, 17]], 0.0, atol=1e-6)
+
+
+def test_predicted_factor_size_equals_cholmod_numeric_factor():
+    from sksparse import cholmod
+
+    from sparseidx.models.sansa import predicted_factor_nnz
+
+    for seed in range(3):
+        X = sp.csr_matrix(random_interactions(150, 70, density=0.05, seed=seed), dtype=np.float64)
+        factor = cholmod.analyze_AAt(sp.csc_matrix(X.T), mode="simplicial", ordering_method="colamd")
+        factor.cholesky_AAt_inplace(sp.csc_matrix(X.T), beta=1.0)
+        L = factor.L()
+        assert predicted_factor_nnz(X) == L.nnz
+
+
+def test_sparsify_global_keeps_the_diagonal_and_the_largest_entries():
+    M = sp.csc_matrix(np.array([[5.0, 0, 0], [0.1, 0.01, 0], [-3.0, 0.2, 1.0]]))
+    kept = sparsify_global(M, 4).toarray()
+    assert np.array_equal(kept, np.array([[5.0, 0, 0], [0, 0.01, 0], [-3.0, 0, 1.0]]))
+
+
+def test_residual_loss_definition():
+    L = sp.csc_matrix(np.array([[1.0, 0], [0.5, 1.0]]))
+    value, sq = loss(residual(L, sp.identity(2, format="csc")))
+    assert np.isclose(value, 0.125) and np.allclose(sq, [0.25, 0.0])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"factorizer": "lu"}, "unknown factorizer"), ({"l2": 0}, "l2 must be positive"),
+    ({"density": 1e-3, "nnz_per_item": 5}, "not both"), ({"density": 2.0}, "density must be in"),
+    ({"nnz_per_item": 0}, "at least 1"), ({"scans": -1}, "non-negative"),
+])
+def test_invalid_parameters(kwargs, message):
+    with pytest.raises(DataError, match=message):
+        fit_sansa(random_interactions(30, 10), **kwargs)
+
+
+def test_auto_chooses_and_says_why_and_cli_builds_and_queries(tmp_path):
+    X = random_interactions(120, 40, seed=7)
+    f = fit_sansa(X, l2=5.0)
+    assert f.params["factorizer"] in ("cholmod", "icf") and "non-zeros" in f.params["factorizer_reason"]
+    write_lines(tmp_path / "train.txt", X)
+    runner = CliRunner()
+    res = runner.invoke(cli, ["build", str(tmp_path / "train.txt"), "--model", "sansa", "--factorizer", "icf",
+                              "--nnz-per-item", "10", "--l2", "5", "--out", str(tmp_path / "s.idx")])
+    assert res.exit_code == 0, res.output
+    index = Index.open(tmp_path / "s.idx")
+    assert index.manifest["params"]["factorizer"] == "icf"
+    ref = fit_sansa(X, l2=5.0, factorizer="icf", nnz_per_item=10)
+    Q = sp.csr_matrix(X[:10])
+    _, ids = index.search(Q, 5, threads=1)
+    all_scores = ref.dense_scores(Q)
+    all_scores[Q.toarray() != 0] = -np.inf
+    assert np.allclose(np.take_along_axis(all_scores, ids, 1), -np.sort(-all_scores, axis=1)[:, :5], atol=1e-5)
+    res = runner.invoke(cli, ["info", str(tmp_path / "s.idx")])
+    assert "params.nnz_inverse" in res.output and "params.factorizer_reason" in res.output
