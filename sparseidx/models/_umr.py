@@ -68,7 +68,8 @@ def umr_inverse(L: sp.csc_matrix, max_nnz: int, scans: int = 1, finetune_steps: 
     """K ~ L^-1 with at most ``max_nnz`` non-zeros; returns (K, losses logged before each step and at the end)."""
     L = sp.csc_matrix(L, dtype=np.float64)
     n = L.shape[0]
-    block = block or max(64, int(np.ceil(max_nnz / max(n, 1))))
+    # about 100 blocks per scan: Python overhead stays flat while each block's work grows with n
+    block = block or max(64, int(np.ceil(n / 100)))
     K = sparsify_global(sp.csc_matrix(2 * sp.identity(n, format="csc") - L), max_nnz)
     losses = []
     for scan in range(scans):
