@@ -37,22 +37,31 @@ def sparsify_global(M: sp.csc_matrix, max_nnz: int) -> sp.csc_matrix:
     return M
 
 
-def residual(L: sp.csc_matrix, K: sp.csc_matrix) -> sp.csc_matrix:
-    """R = I - L K."""
-    R = sp.csc_matrix(sp.identity(L.shape[0], dtype=K.dtype, format="csc") - L @ K)
+def residual(L: sp.csc_matrix, K: sp.csc_matrix, cols: np.ndarray | None = None) -> sp.csc_matrix:
+    """R = I - L K, or its columns ``cols`` only (memory bounded by the block, not by n)."""
+    n = L.shape[0]
+    if cols is None:
+        cols = np.arange(n)
+    eye = sp.csc_matrix((np.ones(len(cols)), (cols, np.arange(len(cols)))), shape=(n, len(cols)))
+    R = sp.csc_matrix(eye - L @ K[:, cols])
     R.eliminate_zeros()
     return R
 
 
 def loss(R: sp.csc_matrix) -> tuple[float, np.ndarray]:
-    """(||R||_F^2 / n, squared column norms of R)."""
+    """(||R||_F^2 / columns, squared column norms of R)."""
     sq = np.asarray(R.multiply(R).sum(axis=0)).ravel()
     return float(sq.mean()), sq
 
 
-def _update(L, K, R, cols, max_nnz):
-    """Minimal-residual step on the columns ``cols`` of K, then global re-sparsification."""
-    R_part = R[:, cols]
+def column_residuals(L: sp.csc_matrix, K: sp.csc_matrix, block: int) -> np.ndarray:
+    """Squared norms of every column of I - L K, computed block by block."""
+    n = L.shape[0]
+    return np.concatenate([loss(residual(L, K, np.arange(s, min(s + block, n))))[1] for s in range(0, n, block)])
+
+
+def _update(L, K, R_part, cols, max_nnz):
+    """Minimal-residual step on the columns ``cols`` of K (residuals R_part), then global re-sparsification."""
     P = L @ R_part
     pp = np.asarray(P.multiply(P).sum(axis=0)).ravel()
     rp = np.asarray(R_part.multiply(P).sum(axis=0)).ravel()
@@ -65,7 +74,11 @@ def _update(L, K, R, cols, max_nnz):
 
 def umr_inverse(L: sp.csc_matrix, max_nnz: int, scans: int = 1, finetune_steps: int = 5,
                 block: int | None = None, tol: float = 1e-7) -> tuple[sp.csc_matrix, list[float]]:
-    """K ~ L^-1 with at most ``max_nnz`` non-zeros; returns (K, losses logged before each step and at the end)."""
+    """K ~ L^-1 with at most ``max_nnz`` non-zeros; returns (K, losses logged before each step and at the end).
+
+    Residuals are only ever formed for one block of columns at a time, so memory is
+    bounded by the target non-zeros plus one block, whatever n.
+    """
     L = sp.csc_matrix(L, dtype=np.float64)
     n = L.shape[0]
     # about 100 blocks per scan: Python overhead stays flat while each block's work grows with n
@@ -73,25 +86,27 @@ def umr_inverse(L: sp.csc_matrix, max_nnz: int, scans: int = 1, finetune_steps: 
     K = sparsify_global(sp.csc_matrix(2 * sp.identity(n, format="csc") - L), max_nnz)
     losses = []
     for scan in range(scans):
-        R = residual(L, K)
-        value, sq = loss(R)
-        losses.append(value)
-        log.info("UMR scan %d: loss ||I - LK||_F^2 / n = %.3e", scan + 1, value)
-        todo = np.flatnonzero(np.sqrt(sq / n) > max(10.0 ** (-scan - 2), tol))
-        with counter(len(todo), f"UMR scan {scan + 1}") as progress:
-            for s in range(0, len(todo), block):
-                cols = todo[s: s + block]
-                K = _update(L, K, R, cols, max_nnz)
+        threshold = max(10.0 ** (-scan - 2), tol) ** 2 * n  # skip columns already solved to this accuracy
+        total = 0.0
+        with counter(n, f"UMR scan {scan + 1}") as progress:
+            for s in range(0, n, block):
+                cols = np.arange(s, min(s + block, n))
+                R_part = residual(L, K, cols)
+                sq = loss(R_part)[1]
+                total += float(sq.sum())
+                todo = sq > threshold
+                if todo.any():
+                    K = _update(L, K, R_part[:, np.flatnonzero(todo)], cols[todo], max_nnz)
                 progress.update(len(cols))
+        losses.append(total / n)
+        log.info("UMR scan %d: loss ||I - LK||_F^2 / n before the scan = %.3e", scan + 1, losses[-1])
     for step in range(finetune_steps):
-        R = residual(L, K)
-        value, sq = loss(R)
-        losses.append(value)
-        log.info("UMR finetune step %d: loss = %.3e", step + 1, value)
+        sq = column_residuals(L, K, block)
+        losses.append(float(sq.mean()))
+        log.info("UMR finetune step %d: loss = %.3e", step + 1, losses[-1])
         normalised = np.sqrt(sq) / np.sqrt(np.arange(n, 0, -1))
         worst = np.sort(np.argpartition(normalised, -min(block, n))[-min(block, n):])
-        K = _update(L, K, R, worst, max_nnz)
-    final, _ = loss(residual(L, K))
-    losses.append(final)
-    log.info("UMR done: loss = %.3e, nnz(K) = %d", final, K.nnz)
+        K = _update(L, K, residual(L, K, worst), worst, max_nnz)
+    losses.append(float(column_residuals(L, K, block).mean()))
+    log.info("UMR done: loss = %.3e, nnz(K) = %d", losses[-1], K.nnz)
     return K, losses
