@@ -106,8 +106,9 @@ def incomplete_cholesky(A: sp.spmatrix, budget: int, shift: float = 0.0) -> sp.c
     Returns the failing column index (an int) instead when a pivot is not positive.
     """
     n = A.shape[0]
-    A = sp.tril(sp.csc_matrix(A, dtype=np.float64)).tocsc()
-    A.sort_indices()
+    if not (sp.isspmatrix_csc(A) and A.dtype in (np.float32, np.float64)):
+        A = sp.csc_matrix(A, dtype=np.float64)
+    A.sort_indices()  # rows above the diagonal, if any, are skipped by the kernel
     cap = n * (min(budget, max(n - 1, 0)) + 1)
     l_indptr = np.zeros(n + 1, dtype=np.int64)
     l_rows = np.empty(cap, dtype=np.int64)
