@@ -14,6 +14,7 @@ from .evaluate import evaluate
 from .export import export
 from .inspect import info, verify
 from .query import query
+from .segments import segments
 
 
 class _Group(click.Group):
@@ -45,7 +46,7 @@ def cli(verbose: int, quiet: bool) -> None:
     enable(0 if quiet else 1 + verbose)
 
 
-for command in (build, query, evaluate, info, verify, export, bench):
+for command in (build, query, evaluate, info, verify, export, segments, bench):
     cli.add_command(command)
 
 

@@ -26,8 +26,11 @@ from .common import echo_json, echo_table, info, search_kwargs, search_options
 @search_options
 @click.option("--skip-unknown", is_flag=True,
               help="Drop item ids the index does not know, with a warning, instead of failing.")
+@click.option("--segments", "n_segments", type=click.IntRange(min=1), default=None,
+              help="Instead of one list: the user's top N item segments (dominant dimensions) and the top k "
+                   "items in each.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def query(index, items, history, users, out, k, skip_unknown, as_json, **search):
+def query(index, items, history, users, out, k, skip_unknown, n_segments, as_json, **search):
     """Recommend items for a history, or for every user in --users.
 
     \b
@@ -35,6 +38,7 @@ def query(index, items, history, users, out, k, skip_unknown, as_json, **search)
       sparseidx query book.idx --history 17 42 99 -k 10
       sparseidx query book.idx --history 17 42 --query-dims 300 --json
       sparseidx query book.idx --users test_histories.txt --out recs.parquet -k 100
+      sparseidx query celsa.idx --history 17 42 --segments 5 -k 3
     A history with no items returns the most popular items, flagged as such.
     """
     if users and (items or history):
@@ -47,6 +51,9 @@ def query(index, items, history, users, out, k, skip_unknown, as_json, **search)
     options = search_kwargs(**search)
     if users:
         _batch(idx, users, out, k, options, skip_unknown, as_json)
+        return
+    if n_segments:
+        _segments(idx, [t for item in items for t in item.split(",") if t], n_segments, k, as_json)
         return
     tokens = [t for item in items for t in item.split(",") if t]
     res = idx.search_detailed([tokens], k, skip_unknown=skip_unknown, **options)
@@ -97,3 +104,17 @@ def _batch(idx, users_path, out, k, options, skip_unknown, as_json):
     else:
         info(f"wrote top-{k} for {summary['users']:,} users to {out}")
 
+
+
+def _segments(idx, tokens, n_segments, k, as_json):
+    from sparseidx.segments import item_segments, rank_segments
+
+    ranked = rank_segments(idx, item_segments(idx), tokens, n_segments, k)
+    if as_json:
+        echo_json({"history": tokens, "segments": ranked})
+        return
+    for seg in ranked:
+        click.echo(f"segment {seg['segment']} (dim {seg['dim']}{'+' if seg['sign'] > 0 else '-'}, "
+                   f"{seg['size']} items: {seg['name']})  score {seg['score']:.4g}")
+        echo_table([{"rank": r + 1, "item_id": it["item_id"], "score": it["score"]}
+                    for r, it in enumerate(seg["items"])])

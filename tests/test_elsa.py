@@ -1,0 +1,168 @@
+"""ELSA and Compressed ELSA: gradients, optimiser, pruning schedule, the one shape and segments."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from helpers import random_interactions
+
+from sparseidx import Index
+from sparseidx.errors import DataError
+from sparseidx.models.elsa import (NAdam, fit_compressed_elsa, fit_elsa, loss_and_gradient, normalise_rows,
+                                   nnz_schedule, top_k_rows)
+
+
+def test_gradient_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(12, 4))
+    Xb = sp.csr_matrix((rng.random((5, 12)) < 0.3).astype(float))
+    Xb[0, 0] = 1.0
+    _, grad = loss_and_gradient(A, Xb)
+    num = np.zeros_like(A)
+    h = 1e-6
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            Ap, Am = A.copy(), A.copy()
+            Ap[i, j] += h
+            Am[i, j] -= h
+            num[i, j] = (loss_and_gradient(Ap, Xb)[0] - loss_and_gradient(Am, Xb)[0]) / (2 * h)
+    assert np.allclose(grad, num, rtol=1e-5, atol=1e-7)
+
+
+def test_loss_is_the_distance_between_normalised_prediction_and_input():
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(6, 3))
+    X = np.array([[1, 0, 1, 0, 0, 1], [0, 1, 0, 0, 1, 0]], dtype=float)
+    A_hat = A / np.linalg.norm(A, axis=1, keepdims=True)
+    Y = X @ A_hat @ A_hat.T - X
+    ref = np.mean(np.sum((Y / np.linalg.norm(Y, axis=1, keepdims=True)
+                          - X / np.linalg.norm(X, axis=1, keepdims=True)) ** 2, axis=1))
+    assert np.isclose(loss_and_gradient(A, sp.csr_matrix(X))[0], ref)
+
+
+def test_nadam_step_follows_torch_formula():
+    p = np.array([1.0, -2.0], dtype=np.float32)
+    g = np.array([0.5, 0.25], dtype=np.float32)
+    opt = NAdam(p.shape, lr=0.1)
+    opt.step(p, g)
+    # torch.optim.NAdam, first step: mu_1, mu_2 from momentum_decay 4e-3
+    mu1 = 0.9 * (1 - 0.5 * 0.96 ** 0.004)
+    mu2 = 0.9 * (1 - 0.5 * 0.96 ** 0.008)
+    m, v = 0.1 * g, 0.001 * g * g
+    denom = np.sqrt(v / 0.001) + 1e-8
+    ref = np.array([1.0, -2.0]) - 0.1 * (1 - mu1) / (1 - mu1) * g / denom - 0.1 * mu2 / (1 - mu1 * mu2) * m / denom
+    assert np.allclose(p, ref, rtol=1e-6)
+
+
+def test_training_lowers_the_loss_and_is_deterministic():
+    X = random_interactions(120, 30, density=0.15, seed=3)
+    f1 = fit_elsa(X, dims=8, epochs=5, batch_size=32, lr=0.05, seed=7)
+    f2 = fit_elsa(X, dims=8, epochs=5, batch_size=32, lr=0.05, seed=7)
+    losses = f1.params["losses"]
+    assert losses[-1] < losses[0]
+    assert np.array_equal(f1.embeddings, f2.embeddings)
+    assert np.allclose(np.linalg.norm(f1.embeddings, axis=1), 1.0, atol=1e-5)
+    assert f1.model == "elsa" and (f1.priors == 1).all()
+
+
+@pytest.mark.parametrize("schedule", ["exponential", "linear", "step"])
+@pytest.mark.parametrize("rewind", [False, True])
+def test_compressed_rows_hold_at_most_k_non_zeros_with_unit_norm(schedule, rewind):
+    X = random_interactions(120, 30, density=0.15, seed=4)
+    f = fit_compressed_elsa(X, dims=32, nnz_per_item=4, epochs=4, batch_size=32, lr=0.05, schedule=schedule,
+                            rewind=rewind, seed=1)
+    V = f.embeddings
+    assert (np.diff(V.indptr) <= 4).all() and (np.diff(V.indptr) > 0).all()
+    assert np.allclose(np.sqrt(np.asarray(V.multiply(V).sum(axis=1)).ravel()), 1.0, atol=1e-5)
+    assert f.params["nnz_plan"][-1] == 4 and (f.encoder != f.embeddings).nnz == 0
+    scores, ids = Index.build(f).search([[0, 1]], 5, threads=1)  # served by the sparse index
+    assert not np.isin([0, 1], ids).any()
+
+
+def test_schedules_decrease_to_the_target_one_epoch_before_the_end():
+    for schedule in ("exponential", "linear", "step"):
+        plan = nnz_schedule(4096, 16, 10, schedule)
+        assert plan == sorted(plan, reverse=True) and plan[-1] == 16 and plan[0] < 4096
+    assert nnz_schedule(4096, 16, 10, "exponential")[-2:] == [16, 16]
+    assert nnz_schedule(4096, 16, 10, "linear")[-2:] == [16, 16]
+    assert nnz_schedule(4096, 16, 10, "step")[:3] == [2048, 1024, 512]
+
+
+def test_top_k_rows_and_normalise():
+    A = np.array([[3.0, -4.0, 1.0], [0.0, 0.0, 0.0]])
+    mask = top_k_rows(A, 2)
+    assert mask[0].tolist() == [True, True, False] and mask[1].sum() == 2
+    A_hat, norms = normalise_rows(A)
+    assert np.allclose(A_hat[0], np.array([3.0, -4.0, 1.0]) / np.sqrt(26.0)) and (A_hat[1] == 0).all()
+    assert np.allclose(norms, [np.sqrt(26.0), 1.0])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"dims": 8, "nnz_per_item": 9}, "between 1 and dims"), ({"dims": 8, "nnz_per_item": 2, "schedule": "cosine"},
+                                                             "unknown schedule"),
+    ({"dims": 0, "nnz_per_item": 1}, "at least 1"), ({"dims": 8, "nnz_per_item": 2, "lr": 0}, "lr positive"),
+])
+def test_invalid_parameters(kwargs, message):
+    with pytest.raises(DataError, match=message):
+        fit_compressed_elsa(random_interactions(20, 10), **kwargs)
+    with pytest.raises(DataError, match="no interactions"):
+        fit_elsa(sp.csr_matrix((5, 4)), dims=2)
+
+
+def test_segments_partition_items_and_rank_for_a_user(tmp_path):
+    from click.testing import CliRunner
+    from helpers import write_lines
+
+    from sparseidx.segments import item_segments, rank_segments
+    from sparseidx_cli.main import cli
+
+    X = random_interactions(150, 40, density=0.12, seed=8)
+    f = fit_compressed_elsa(X, dims=16, nnz_per_item=3, epochs=3, batch_size=64, lr=0.05, seed=2)
+    index = Index.build(f)
+    segs = item_segments(index)
+    assert segs.sizes.sum() == 40 and len(segs.of_item) == 40  # every item in exactly one segment
+    V = f.embeddings.toarray()
+    dom = np.abs(V).argmax(axis=1)
+    assert np.array_equal(segs.dim[segs.of_item], dom)
+    assert np.array_equal(segs.sign[segs.of_item], np.where(V[np.arange(40), dom] >= 0, 1, -1))
+    ranked = rank_segments(index, segs, [0, 1], n_segments=3, k=2)
+    scores = [r["score"] for r in ranked]
+    assert scores == sorted(scores, reverse=True) and len(ranked) == min(3, len(segs.sizes))
+    for r in ranked:
+        assert all(segs.of_item[it["item_id"]] == r["segment"] and it["item_id"] not in (0, 1) for it in r["items"])
+    write_lines(tmp_path / "train.txt", X)
+    index.write(tmp_path / "c.idx")
+    (tmp_path / "titles.tsv").write_text("".join(f"{i}\ttitle {i}\n" for i in range(40)))
+    runner = CliRunner()
+    res = runner.invoke(cli, ["segments", str(tmp_path / "c.idx"), "--titles", str(tmp_path / "titles.tsv"), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["n_items"] == 40 and out["segments"][0]["name"].startswith("title ")
+    res = runner.invoke(cli, ["query", str(tmp_path / "c.idx"), "--history", "0", "1", "--segments", "2", "-k", "2",
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.output)["segments"]) == 2
+    (tmp_path / "bad.tsv").write_text("no tab here\n")
+    res = runner.invoke(cli, ["segments", str(tmp_path / "c.idx"), "--titles", str(tmp_path / "bad.tsv")])
+    assert res.exit_code == 1 and "line 1" in res.output
+
+
+def test_cli_builds_elsa_on_faiss_and_celsa_sparse(tmp_path):
+    from click.testing import CliRunner
+    from helpers import write_lines
+
+    from sparseidx_cli.main import cli
+
+    write_lines(tmp_path / "train.txt", random_interactions(100, 30, seed=9))
+    runner = CliRunner()
+    res = runner.invoke(cli, ["build", str(tmp_path / "train.txt"), "--model", "elsa", "--dims", "8", "--epochs", "2",
+                              "--batch-size", "32", "--out", str(tmp_path / "e.idx")])
+    assert res.exit_code == 0, res.output
+    assert Index.open(tmp_path / "e.idx").backend == "faiss"
+    res = runner.invoke(cli, ["build", str(tmp_path / "train.txt"), "--model", "celsa", "--dims", "16",
+                              "--nnz-per-item", "4", "--epochs", "2", "--batch-size", "32", "--schedule", "linear",
+                              "--rewind", "--out", str(tmp_path / "c.idx")])
+    assert res.exit_code == 0, res.output
+    idx = Index.open(tmp_path / "c.idx")
+    assert idx.backend == "sparse" and idx.manifest["params"]["rewind"] is True
