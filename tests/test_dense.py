@@ -188,3 +188,18 @@ def test_cli_build_query_evaluate_on_a_faiss_index(tmp_path):
     res = runner.invoke(cli, ["build", str(tmp_path / "train.txt"), "--model", "chol", "--backend", "faiss",
                               "--out", str(tmp_path / "x.idx")])
     assert res.exit_code != 0 and "sparse embeddings" in res.output
+
+
+def test_batches_mixing_short_and_long_histories_equal_one_query_at_a_time(monkeypatch):
+    import sparseidx.index.dense as dense
+
+    monkeypatch.setattr(dense, "FETCH_ENTRIES", 50)  # forces several FAISS calls per history-length group
+    f = dense_factors(11, n_items=120)
+    rng = np.random.default_rng(11)
+    histories = [rng.choice(120, size=s, replace=False) + 1000 for s in (1, 2, 40, 3, 90, 0, 7)]
+    index = DenseIndex.build(f, "Flat")
+    scores, ids = index.search(histories, 6, threads=1)
+    for q, h in enumerate(histories):
+        s1, i1 = index.search([h], 6, threads=1)
+        assert np.array_equal(ids[q], i1[0]) and np.allclose(scores[q], s1[0])
+        assert not np.isin(h - 1000, ids[q]).any()

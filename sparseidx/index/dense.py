@@ -24,6 +24,7 @@ from .sparse import SearchResult
 
 FAISS_FILE = "vectors.faiss"
 SPARSE_ONLY = ("query_dims", "query_mass", "budget", "prune", "candidates")
+FETCH_ENTRIES = 1 << 24  # neighbours fetched per FAISS call at most (bounds the result buffers)
 
 
 def _faiss():
@@ -177,19 +178,29 @@ class DenseIndex(HistoryEncoder):
         n = Q.shape[0]
         U = np.ascontiguousarray(Q @ self.encoder, dtype=np.float32) if n else np.zeros((0, self.n_dims), np.float32)
         hist_len = np.diff(Q.indptr)
-        extra = int(hist_len.max()) if exclude_history and n else 0
-        fetch = min(k + extra, self.n_items)
+        scores = np.empty((n, k), dtype=np.float32)
+        ids = np.empty((n, k), dtype=np.int64)
         previous = faiss.omp_get_max_threads()
         if threads is not None:
             if threads < 1:
                 raise DataError(f"threads must be at least 1, got {threads}")
             faiss.omp_set_num_threads(threads)
         try:
-            D, I = self.index.search(U, fetch, params=params) if n else (np.zeros((0, fetch)), np.zeros((0, fetch)))
+            # queries grouped by history length (powers of two), so that over-fetching k + |history|
+            # neighbours costs memory in proportion to each group's own histories, not the longest one
+            group = np.ceil(np.log2(hist_len + 1)).astype(np.int64) if exclude_history else np.zeros(n, np.int64)
+            for g in np.unique(group):
+                rows = np.flatnonzero(group == g)
+                fetch = min(k + (int(2 ** g) if exclude_history else 0), self.n_items)
+                step = max(1, FETCH_ENTRIES // fetch)
+                for s in range(0, len(rows), step):
+                    part = rows[s: s + step]
+                    D, I = self.index.search(U[part], fetch, params=params)
+                    scores[part], ids[part] = _drop_history(
+                        np.asarray(D, dtype=np.float32), np.asarray(I, dtype=np.int64),
+                        Q[part] if exclude_history else None, k, self.n_items)
         finally:
             faiss.omp_set_num_threads(previous)
-        scores, ids = _drop_history(np.asarray(D, dtype=np.float32), np.asarray(I, dtype=np.int64),
-                                    Q if exclude_history else None, k, self.n_items)
         popular = hist_len == 0
         if popular.any():
             self._fill_popular(popular, scores, ids, k)
