@@ -66,12 +66,16 @@ def test_parquet_round_trip_through_build_embeddings_gives_identical_answers(ind
     assert np.array_equal(g.popularity, f.popularity)
 
 
-def test_user_embeddings_equal_x_times_e(index, tmp_path):
+def test_user_embeddings_equal_x_times_e(index, tmp_path, monkeypatch):
+    import sparseidx.export.rows as rows
+
+    monkeypatch.setattr(rows, "USERS_PER_BATCH", 5)  # streamed in several batches
     idx, f = index
     X = random_histories(5, 12, 80, 6)
     write_lines(tmp_path / "users.txt", X, item_ids=f.item_ids)
     export(idx, "parquet", str(tmp_path / "items.parquet"), users=str(tmp_path / "users.txt"))
     table = pq.read_table(tmp_path / "items.users.parquet")
+    assert table.num_rows == 12 and table["user_id"].to_pylist() == list(range(12))
     U = (X @ f.encoder).tocsr()
     U.sort_indices()
     for q, (ind, val) in enumerate(zip(table["indices"].to_pylist(), table["values"].to_pylist())):

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError
-from .rows import atomic_output, item_parts, progress_batches, sparse_index, user_matrix
+from .rows import atomic_output, item_parts, progress_batches, sparse_index, user_batches
 
 META_KEY = b"sparseidx"
 
@@ -69,18 +69,31 @@ def write_items(index, out: str, overwrite: bool = False) -> dict:
 
 
 def write_users(index, histories: str, out: str, overwrite: bool = False) -> dict:
-    """Write user embeddings u = x E for the histories in a file (user_id, indices, values)."""
+    """Write user embeddings u = x E for the histories in a file (user_id, indices, values), streaming."""
     index = sparse_index(index)
-    U, user_ids = user_matrix(index, histories)
-    schema = pa.schema([pa.field("user_id", pa.array(user_ids[:0]).type),
-                        pa.field("indices", pa.list_(pa.uint32())), pa.field("values", pa.list_(pa.float32()))],
-                       metadata=_metadata(index, "users", index.forward is None))
-    with atomic_output(out, overwrite) as tmp, pq.ParquetWriter(tmp, schema) as writer:
-        for b in progress_batches(U.indptr, U.indices, U.data, user_ids, "users"):
-            writer.write_table(pa.table({"user_id": pa.array(b.ids),
-                                         "indices": list_column(b.indptr, b.dims, np.uint32),
-                                         "values": list_column(b.indptr, b.weights, np.float32)}, schema=schema))
-    return {"target": "parquet", "out": out, "users": int(U.shape[0]), "bytes": os.path.getsize(out)}
+    schema = None
+    users = 0
+    with atomic_output(out, overwrite) as tmp:
+        writer = None
+        try:
+            for ids, U in user_batches(index, histories):
+                if writer is None:
+                    schema = pa.schema([pa.field("user_id", pa.array(ids[:0]).type),
+                                        pa.field("indices", pa.list_(pa.uint32())),
+                                        pa.field("values", pa.list_(pa.float32()))],
+                                       metadata=_metadata(index, "users", index.forward is None))
+                    writer = pq.ParquetWriter(tmp, schema)
+                indptr = U.indptr.astype(np.int64)
+                writer.write_table(pa.table({"user_id": pa.array(ids),
+                                             "indices": list_column(indptr, U.indices, np.uint32),
+                                             "values": list_column(indptr, U.data, np.float32)}, schema=schema))
+                users += U.shape[0]
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise DataError(f"{histories}: no users to export")
+    return {"target": "parquet", "out": out, "users": users, "bytes": os.path.getsize(out)}
 
 
 def read_parquet_factors(path: str):

@@ -19,6 +19,7 @@ from ..errors import DataError
 from ..progress import counter
 
 MAX_BATCH_ENTRIES = 4_000_000
+USERS_PER_BATCH = 4096
 
 
 @dataclass
@@ -73,16 +74,20 @@ def progress_batches(indptr, dims, weights, ids, label: str):
             progress.update(len(b))
 
 
-def user_matrix(index, histories_path: str) -> tuple[sp.csr_matrix, np.ndarray]:
-    """User embeddings U = X E for the histories in a file, with their user ids."""
+def user_batches(index, histories_path: str):
+    """Yield (user ids, U = X E) for the histories in a file, a batch of users at a time (bounded memory)."""
     from ..data import load_interactions
 
     inter = load_interactions(histories_path, item_ids=index.item_ids, skip_unknown=True)
     E = sp.csr_matrix((np.asarray(index.e_weights), np.asarray(index.e_dims), np.asarray(index.e_indptr)),
                       shape=(index.n_items, index.n_dims))
-    U = sp.csr_matrix(inter.X.astype(np.float32) @ E)
-    U.sort_indices()
-    return U, inter.user_ids
+    X = sp.csr_matrix(inter.X, dtype=np.float32)
+    with counter(X.shape[0], "users") as progress:
+        for s in range(0, X.shape[0], USERS_PER_BATCH):
+            U = sp.csr_matrix(X[s: s + USERS_PER_BATCH] @ E)
+            U.sort_indices()
+            yield inter.user_ids[s: s + USERS_PER_BATCH], U
+            progress.update(U.shape[0])
 
 
 @contextlib.contextmanager
