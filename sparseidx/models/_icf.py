@@ -2,8 +2,10 @@
 
 Left-looking, column by column (Lin & More, 1999): column j of L is A[j:, j] minus
 the contributions of earlier columns with a non-zero in row j, found through
-per-row linked lists; then only the ``budget`` largest off-diagonal entries are
-kept. Memory is bounded by n x (budget + 1) entries of L plus O(n) work arrays,
+per-row linked lists; then only the largest off-diagonal entries are kept, within
+a per-column budget: the average ``budget`` per column, plus whatever earlier
+columns left unused (sparse early columns leave room for the dense late ones that
+a fill-reducing order puts last). Memory is bounded by n x (budget + 1) entries of L plus O(n) work arrays,
 never by n^2. A non-positive pivot means breakdown: the caller retries with a
 larger diagonal shift.
 """
@@ -24,6 +26,8 @@ def _icf(n, a_indptr, a_rows, a_vals, shift, budget, l_indptr, l_rows, l_vals):
     head = np.full(n, -1, dtype=np.int64)  # first column whose next entry lies in this row
     link = np.full(n, -1, dtype=np.int64)
     next_pos = np.zeros(n, dtype=np.int64)
+    total = budget * n  # off-diagonal entries allowed in all
+    used = 0
     nnz = 0
     for j in range(n):
         nt = 0
@@ -73,12 +77,14 @@ def _icf(n, a_indptr, a_rows, a_vals, shift, budget, l_indptr, l_rows, l_vals):
                 cand[nc] = i
                 nc += 1
         cand = cand[:nc]
-        if nc > budget:
+        allowed = (total - used) // (n - j)
+        if nc > allowed:
             mags = np.empty(nc, dtype=np.float64)
             for t in range(nc):
                 mags[t] = -abs(w[cand[t]])
-            cand = cand[np.argsort(mags, kind="mergesort")[:budget]]
+            cand = cand[np.argsort(mags, kind="mergesort")[:allowed]]
         cand = np.sort(cand)
+        used += cand.shape[0]
         l_rows[nnz] = j
         l_vals[nnz] = d
         nnz += 1
@@ -101,7 +107,7 @@ def _icf(n, a_indptr, a_rows, a_vals, shift, budget, l_indptr, l_rows, l_vals):
 
 
 def incomplete_cholesky(A: sp.spmatrix, budget: int, shift: float = 0.0) -> sp.csc_matrix | int:
-    """L (CSC, lower, positive diagonal) with L L^T ~ A + shift I keeping ``budget`` off-diagonals per column.
+    """L (CSC, lower, positive diagonal) with L L^T ~ A + shift I keeping about ``budget`` off-diagonals per column.
 
     Returns the failing column index (an int) instead when a pivot is not positive.
     """

@@ -3,8 +3,9 @@
 1. A fill-reducing ordering p of A = X^T X + l2 I (COLAMD, from CHOLMOD's analysis of X^T).
 2. A sparse factor L L^T ~ P A P^T: the exact CHOLMOD factor computed from X without
    forming X^T X, then sparsified globally to the target density ("cholmod"), or an
-   incomplete Cholesky with a per-column budget on the column-scaled A, restarted with
-   a larger shift on breakdown ("icf").
+   incomplete Cholesky with a per-column budget, restarted with a larger shift on
+   breakdown ("icf"). As in the paper's ICF route, the ICF model is fitted on X with
+   columns scaled by ||(X^T X)_j||^(-1/2) (then applied to unscaled histories).
 3. L D L^T with unit L; K ~ L^-1 by UMR (``_umr``); W = K P, so A^-1 ~ W^T D^-1 W.
 4. EASE's scores for an unseen item are -(x A^-1)_i / (A^-1)_ii, hence the one shape
    with encoder E = W^T, item embeddings V = -(D^-1 W)^T scaled per item by
@@ -76,8 +77,14 @@ def icf_factor(X: sp.csr_matrix, l2: float, max_nnz: int) -> tuple[sp.csc_matrix
     n = X.shape[1]
     p = _ordering(X, "simplicial").P()
     Xp = sp.csc_matrix(X[:, p], dtype=np.float32)  # float32 Gram (halves its memory); the factor accumulates in float64
-    A = sp.tril(Xp.T @ Xp, format="csc")
-    del Xp
+    G = sp.csc_matrix(Xp.T @ Xp)
+    # column scaling as in the paper's ICF route: item j's column divided by ||G_j||^(1/2), which
+    # regularises popular items relatively more and keeps the incomplete factor from breaking down
+    da = np.sqrt(np.sqrt(np.asarray(G.multiply(G).sum(axis=0)).ravel()))
+    da[da == 0] = 1.0
+    G.data /= da[G.indices] * np.repeat(da, np.diff(G.indptr))
+    A = sp.tril(G, format="csc")
+    del Xp, G
     A = sp.csc_matrix(A + np.float32(l2) * sp.identity(n, dtype=np.float32, format="csc"))
     # unit diagonal (in place): the shift and the per-column budget then act uniformly
     scale = 1.0 / np.sqrt(A.diagonal())
