@@ -117,6 +117,8 @@ def test_sparsify_global_keeps_the_diagonal_and_the_largest_entries():
     M = sp.csc_matrix(np.array([[5.0, 0, 0], [0.1, 0.01, 0], [-3.0, 0.2, 1.0]]))
     kept = sparsify_global(M, 4).toarray()
     assert np.array_equal(kept, np.array([[5.0, 0, 0], [0, 0.01, 0], [-3.0, 0, 1.0]]))
+    ties = sp.csc_matrix(np.array([[1.0, 0, 0], [0.5, 1.0, 0], [0.5, 0.5, 1.0]]))
+    assert sparsify_global(ties, 4).nnz == 4  # exactly the budget, even with equal magnitudes
 
 
 def test_residual_loss_definition():

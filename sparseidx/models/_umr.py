@@ -10,29 +10,47 @@ residuals. The loss ||I - L K||_F^2 / n is logged before every step.
 
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
 from ..progress import counter, log
 
 
+@nb.njit(cache=True)
+def _diagonal_positions(indptr, indices):
+    """Position of each column's diagonal entry in a compressed matrix (-1 where it has none)."""
+    n = indptr.shape[0] - 1
+    out = np.full(n, -1, dtype=np.int64)
+    for j in range(n):
+        for p in range(indptr[j], indptr[j + 1]):
+            if indices[p] == j:
+                out[j] = p
+                break
+    return out
+
+
 def sparsify_global(M: sp.csc_matrix, max_nnz: int) -> sp.csc_matrix:
-    """Keep the diagonal and the largest-|value| off-diagonal entries, at most ``max_nnz`` in all."""
+    """Keep the diagonal and the largest-|value| off-diagonal entries, at most ``max_nnz`` in all (in place).
+
+    Temporary memory is one float32 per entry (the magnitudes), whatever the index dtypes.
+    """
     M = sp.csc_matrix(M)
     M.eliminate_zeros()
     if M.nnz <= max_nnz:
         return M
-    rows = M.indices
-    cols = np.repeat(np.arange(M.shape[1]), np.diff(M.indptr))
-    off = rows != cols
-    room = max(max_nnz - int((~off).sum()), 0)
-    mags = np.abs(M.data[off])
-    keep = ~off
-    if room > 0:
-        cut = np.partition(mags, len(mags) - room)[len(mags) - room] if room < len(mags) else -np.inf
-        chosen = np.flatnonzero(off)[mags >= cut][:room] if room < len(mags) else np.flatnonzero(off)
-        keep[chosen] = True
-    M.data[~keep] = 0.0
+    mags = np.abs(M.data).astype(np.float32)
+    diag = _diagonal_positions(M.indptr, M.indices)
+    diag = diag[diag >= 0]
+    mags[diag] = np.inf
+    room = max(max_nnz, len(diag))
+    cut = np.partition(mags, len(mags) - room)[len(mags) - room]
+    drop = mags < cut
+    excess = int(len(mags) - drop.sum()) - room
+    if excess > 0:  # ties at the threshold: drop the last ones
+        drop[np.flatnonzero(mags == cut)[-excess:]] = True
+    del mags
+    M.data[drop] = 0.0
     M.eliminate_zeros()
     return M
 
