@@ -23,7 +23,7 @@ from ..data import as_matrix, popularity
 from ..errors import DataError, SparseIdxError
 from ..factors import Factors
 from ..progress import log, stage
-from ._icf import incomplete_cholesky
+from ._icf import incomplete_cholesky, scaled_gramian
 from ._symbolic import cholesky_nnz
 from ._umr import sparsify_global, umr_inverse
 
@@ -76,19 +76,7 @@ def icf_factor(X: sp.csr_matrix, l2: float, max_nnz: int) -> tuple[sp.csc_matrix
     """(L, p, shift): incomplete Cholesky of the column-scaled, permuted A; restarts on breakdown."""
     n = X.shape[1]
     p = _ordering(X, "simplicial").P()
-    Xp = sp.csc_matrix(X[:, p], dtype=np.float32)  # float32 Gram (halves its memory); the factor accumulates in float64
-    G = sp.csc_matrix(Xp.T @ Xp)
-    # column scaling as in the paper's ICF route: item j's column divided by ||G_j||^(1/2), which
-    # regularises popular items relatively more and keeps the incomplete factor from breaking down
-    da = np.sqrt(np.sqrt(np.asarray(G.multiply(G).sum(axis=0)).ravel()))
-    da[da == 0] = 1.0
-    G.data /= da[G.indices] * np.repeat(da, np.diff(G.indptr))
-    A = sp.tril(G, format="csc")
-    del Xp, G
-    A = sp.csc_matrix(A + np.float32(l2) * sp.identity(n, dtype=np.float32, format="csc"))
-    # unit diagonal (in place): the shift and the per-column budget then act uniformly
-    scale = 1.0 / np.sqrt(A.diagonal())
-    A.data *= scale[A.indices] * np.repeat(scale, np.diff(A.indptr))
+    A, scale = scaled_gramian(X[:, p], l2)  # unit diagonal: the shift and the budget act uniformly
     budget = max(int(max_nnz // max(n, 1)) - 1, 0)
     shift = 0.0
     for attempt in range(MAX_RESTARTS):
