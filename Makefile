@@ -5,12 +5,22 @@ SPARSEIDX := $(VENV)/bin/sparseidx
 DATA := examples/amazon-book
 OUT ?= out
 
+# Feast is an optional extra (~580 MB) with pins of its own: it lives in its own venv, and the
+# export test drives its CLI and client there (apply, materialize, online read).
 FEAST_VENV ?= .venv-feast
+# Benchmark peers (Seismic, the reference sansa package) and plotting: a venv of their own too.
+BENCH_VENV ?= .venv-bench
 
-.PHONY: setup demo test test-feast bench clean
+.PHONY: setup feast-setup bench-setup demo test reports clean
 
 setup:
 	@bash scripts/setup.sh $(VENV) test
+
+feast-setup:
+	@test -x $(FEAST_VENV)/bin/feast || (python3 -m venv $(FEAST_VENV) && $(FEAST_VENV)/bin/pip install -q 'feast>=0.40')
+
+bench-setup:
+	@bash scripts/setup.sh $(BENCH_VENV) bench
 
 demo: setup
 	@mkdir -p $(OUT)
@@ -19,14 +29,12 @@ demo: setup
 	$(SPARSEIDX) query $(OUT)/amazon-book.idx --history 0 1 2 3 -k 10
 	$(SPARSEIDX) evaluate $(OUT)/amazon-book.idx --train $(DATA)/train.txt --test $(DATA)/test.txt -k 20 -k 50
 
-test: setup
-	$(PY) -m pytest -q
+test: setup feast-setup
+	SPARSEIDX_FEAST_BIN=$(FEAST_VENV)/bin/feast $(PY) -m pytest -q
 
-# Feast is an optional extra (~580 MB) with pins of its own: it lives in its own venv, and the
-# export test drives its CLI and client there (apply, materialize, online read).
-test-feast: setup
-	test -x $(FEAST_VENV)/bin/feast || (python3 -m venv $(FEAST_VENV) && $(FEAST_VENV)/bin/pip install -q 'feast>=0.40')
-	SPARSEIDX_FEAST_BIN=$(FEAST_VENV)/bin/feast $(PY) -m pytest -q tests/test_export.py -k feast
+# Every figure of the README's "Measured figures", on examples/amazon-book (about 2 hours on 2 cores).
+reports: bench-setup
+	bash benchmarks/all.sh $(BENCH_VENV) $(DATA)
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -187,10 +187,11 @@ def test_feast_repository_layout(index, tmp_path):
 
 
 FEAST_BIN = os.environ.get("SPARSEIDX_FEAST_BIN") or shutil.which("feast")
+FEAST_BIN = FEAST_BIN and os.path.abspath(FEAST_BIN)  # the commands run inside the exported repository
 
 
 @pytest.mark.skipif(FEAST_BIN is None, reason="Feast is an optional extra: pip install 'sparseidx[feast]', or "
-                                              "point SPARSEIDX_FEAST_BIN at a feast executable (make test-feast)")
+                                              "point SPARSEIDX_FEAST_BIN at a feast executable (make test does)")
 def test_feast_apply_materialize_and_online_read_round_trip(index, tmp_path):
     idx, f = index
     export(idx, "feast", str(tmp_path / "repo"))

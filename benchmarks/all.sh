@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Reproduce every figure of the README's "Measured figures", one benchmark at a time (so that no
+# two measurements share the cores). Usage: benchmarks/all.sh [VENV] [DATA]  (what `make reports` runs)
+set -euo pipefail
+venv="${1:-.venv-bench}"
+data="${2:-examples/amazon-book}"
+cd "$(dirname "$0")/.."
+py="$venv/bin/python"
+run() { echo "== $*" >&2; time "$@"; }
+
+run "$py" benchmarks/foundation.py --data "$data" --out reports/foundation          # issue 2
+run "$py" benchmarks/dense.py --data "$data" --out reports/dense                     # issue 4
+run "$venv/bin/sparseidx" bench reports/foundation/chol-k200.idx --train "$data/train.txt" \
+    --test "$data/test.txt" --out reports/bench --peers scipy,seismic,faiss \
+    --dense-index reports/dense/indexes/chol-lowrank-d256-HNSW32_Flat.idx \
+    --queries 10000 --latency-queries 1000 > /dev/null                                # issue 3
+run "$py" benchmarks/sansa_vs_reference.py --data "$data" --out reports/sansa        # issue 5
+run "$py" benchmarks/sansa_scale.py --out reports/sansa-scale                        # issue 5, 1M items
+run "$py" benchmarks/export.py reports/foundation/chol-k200.idx --out reports/export --users "$data/train.txt"  # issue 6
+run "$py" benchmarks/elsa.py --data "$data" --out reports/elsa                       # issue 7
