@@ -108,8 +108,6 @@ def _methods(idx, names, dense_indexes, sweep):
             chosen.append(methods.ScipyExact(idx))
         elif name == "seismic":
             chosen.append(methods.Seismic(idx, QUICK["seismic"] if quick else None))
-            if not quick:  # Seismic without static pruning of these (short) lists: its high-recall build
-                chosen.append(methods.Seismic(idx, n_postings=idx.n_items))
         else:
             for path in dense_indexes:
                 peer = methods.Faiss(path)

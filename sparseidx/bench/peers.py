@@ -96,8 +96,7 @@ class Seismic:
 
     name = "seismic"
 
-    def __init__(self, index, sweep: list[dict] | None = None, threads: int | None = None,
-                 n_postings: int | None = None):
+    def __init__(self, index, sweep: list[dict] | None = None, threads: int | None = None):
         seismic = require("seismic", "bench", "the Seismic peer")
         f = index.to_factors()
         self.E = f.encoder
@@ -112,13 +111,10 @@ class Seismic:
                 dataset.add_document(str(i), tokens[V.indices[a:b]], V.data[a:b].astype(np.float32))
         cls = seismic.SeismicIndexLV if large else seismic.SeismicIndex
         kwargs = {"num_threads": threads} if threads else {}
-        if n_postings:
-            kwargs["n_postings"] = n_postings  # posting-list length kept by Seismic's static pruning
-            self.name = f"seismic n_postings={n_postings}"
         self.index = cls.build_from_dataset(dataset, **kwargs)
         self.tokens = tokens
         self.sweep = sweep if sweep is not None else [
-            {"query_cut": qc, "heap_factor": hf} for qc in (100, 300, 1000) for hf in (0.7, 0.9, 1.0)]
+            {"query_cut": qc, "heap_factor": hf} for qc in (20, 50, 100, 300) for hf in (0.7, 1.0)]
         self._nbytes = int(V.data.nbytes + V.indices.nbytes + V.indptr.nbytes)
 
     def settings(self) -> list[dict]:

@@ -129,30 +129,32 @@ def _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget,
 
 
 @nb.njit(cache=True)
-def _accumulate_pruned(u, keep, limit, n_keep, max_abs, v_indptr, v_items, v_w, prune, acc,
+def _accumulate_pruned(u, keep, limit, n_keep, whole, max_abs, v_indptr, v_items, v_w, prune, bounds, acc,
                        item_mark, touched):
     """Scatter-add only postings with |u_d * v| >= prune * max_d |u_d| max|V_d|, listing touched items.
 
-    Returns (postings scanned, items touched).
+    ``whole``: scan the kept lists to their end (``limit`` unused). Each dimension's
+    bound |u_d| max|V_d| is computed once (into ``bounds``); lists below the
+    threshold are skipped without touching them. Returns (postings scanned, items touched).
     """
     top = np.float32(0.0)
     for j in range(n_keep):
         d = keep[j]
         bound = abs(u[d]) * max_abs[d]
+        bounds[j] = bound
         if bound > top:
             top = bound
     tau = prune * top
     postings = 0
     n_touched = 0
     for j in range(n_keep):
+        if bounds[j] < tau or bounds[j] == 0.0:
+            continue
         d = keep[j]
         ud = u[d]
-        aud = abs(ud)
-        if aud * max_abs[d] < tau or aud == 0.0:
-            continue
-        cut = tau / aud
+        cut = tau / abs(ud)
         start = v_indptr[d]
-        stop = start + limit[j]
+        stop = v_indptr[d + 1] if whole else start + limit[j]
         p = start
         while p < stop:
             w = v_w[p]
@@ -230,7 +232,7 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
     blocks. Pruned path: touched items are listed and only they are visited. With
     ``candidates`` > 0 that many items are kept by approximate score and rescored.
     """
-    u, dim_mark, dims, keep, limit, acc, block_mark, item_mark, touched, hs, hi, rs, ri = scratch
+    u, dim_mark, dims, keep, limit, bounds, acc, block_mark, item_mark, touched, hs, hi, rs, ri = scratch
     n_items = acc.shape[0]
     # 1. encode u = x E over the touched dimensions only
     nd = 0
@@ -247,13 +249,18 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
                 nd += 1
             u[d] += w * e_w[p]
     # 2. prune the query, 3. accumulate over the posting lists, 4. mask the history
-    n_keep = _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget, keep, limit)
+    whole = query_dims <= 0 and query_mass <= 0.0 and budget <= 0
     kk = candidates if candidates > 0 else k
     size = 0
     nonzero = 0
     if prune > 0.0:
-        postings, n_touched = _accumulate_pruned(u, keep, limit, n_keep, max_abs, v_indptr, v_items, v_w,
-                                                 prune, acc, item_mark, touched)
+        if whole:  # every touched dimension, every list to its end: no selection pass
+            postings, n_touched = _accumulate_pruned(u, dims, limit, nd, True, max_abs, v_indptr, v_items, v_w,
+                                                     prune, bounds, acc, item_mark, touched)
+        else:
+            n_keep = _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget, keep, limit)
+            postings, n_touched = _accumulate_pruned(u, keep, limit, n_keep, False, max_abs, v_indptr, v_items,
+                                                     v_w, prune, bounds, acc, item_mark, touched)
         if exclude:
             for h in range(q_items.shape[0]):
                 acc[q_items[h]] = NEG_INF
@@ -278,6 +285,7 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
             for h in range(q_items.shape[0]):
                 acc[q_items[h]] = 0.0
     else:
+        n_keep = _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget, keep, limit)
         postings = _accumulate(u, keep, limit, n_keep, v_indptr, v_items, v_w, acc, block_mark)
         if exclude:
             for h in range(q_items.shape[0]):
@@ -351,7 +359,7 @@ def new_scratch(n_items, n_dims, k, candidates):
     kk = max(k, candidates)
     return (np.zeros(n_dims, dtype=np.float32), np.zeros(n_dims, dtype=np.uint8),
             np.empty(n_dims, dtype=np.int32), np.empty(n_dims, dtype=np.int32),
-            np.empty(n_dims, dtype=np.int64), np.zeros(n_items, dtype=np.float32),
+            np.empty(n_dims, dtype=np.int64), np.empty(n_dims, dtype=np.float32), np.zeros(n_items, dtype=np.float32),
             np.zeros(n_blocks, dtype=np.uint8), np.zeros(n_items, dtype=np.uint8),
             np.empty(max(n_items, n_blocks), dtype=np.int32),
             np.empty(kk, dtype=np.float32), np.empty(kk, dtype=np.int64),
@@ -359,12 +367,11 @@ def new_scratch(n_items, n_dims, k, candidates):
 
 
 @nb.njit(cache=True)
-def search_range(start, stop, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
+def search_range(scratch, start, stop, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
                  v_indptr, v_items, v_w, max_abs, priors, f_indptr, f_dims, f_w,
                  k, query_dims, query_mass, budget, prune, candidates, exclude,
                  out_scores, out_ids, out_postings, out_nonzero, out_entries):
-    """Answer queries start..stop-1 (rows of a CSR history matrix) on one thread."""
-    scratch = new_scratch(priors.shape[0], v_indptr.shape[0] - 1, k, candidates)
+    """Answer queries start..stop-1 (rows of a CSR history matrix) on one thread, with its ``new_scratch``."""
     for q in range(start, stop):
         a, b = q_indptr[q], q_indptr[q + 1]
         p, nz, ent = _answer(q_items[a:b], q_weights[a:b], e_indptr, e_dims, e_w, v_indptr, v_items, v_w,
@@ -385,7 +392,8 @@ def search_parallel(n_chunks, q_indptr, q_items, q_weights, e_indptr, e_dims, e_
     for c in nb.prange(n_chunks):
         start = (n_q * c) // n_chunks
         stop = (n_q * (c + 1)) // n_chunks
-        search_range(start, stop, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
+        scratch = new_scratch(priors.shape[0], v_indptr.shape[0] - 1, k, candidates)
+        search_range(scratch, start, stop, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
                      v_indptr, v_items, v_w, max_abs, priors, f_indptr, f_dims, f_w,
                      k, query_dims, query_mass, budget, prune, candidates, exclude,
                      out_scores, out_ids, out_postings, out_nonzero, out_entries)

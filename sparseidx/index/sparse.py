@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 import numba
@@ -56,6 +57,7 @@ class SparseIndex(HistoryEncoder):
         self.popularity = popularity
         self.manifest = manifest
         self._tables = tables  # keeps the memory maps alive while the arrays are in use
+        self._local = threading.local()  # per-thread query buffers, reused across single-thread calls
         super().__init__(item_ids)
 
     @property
@@ -221,14 +223,14 @@ class SparseIndex(HistoryEncoder):
         nonzero = np.zeros(n, dtype=np.int64)
         entries = np.zeros(n, dtype=np.int64)
         f_indptr, f_dims, f_weights = self.forward or (self.e_indptr, self.e_dims, self.e_weights)
-        args = (Q.indptr.astype(np.int64), Q.indices.astype(np.int32), Q.data.astype(np.float32),
+        args = (np.asarray(Q.indptr, np.int64), np.asarray(Q.indices, np.int32), np.asarray(Q.data, np.float32),
                 self.e_indptr, self.e_dims, self.e_weights, self.v_indptr, self.v_items, self.v_weights,
-                self.max_abs, self.priors, f_indptr, f_dims, f_weights, k, query_dims or 0,
-                float(query_mass or 0.0), budget or 0, np.float32(prune or 0.0), int(candidates),
+                self.max_abs, self.priors, f_indptr, f_dims, f_weights, k,
+                query_dims or 0, float(query_mass or 0.0), budget or 0, np.float32(prune or 0.0), int(candidates),
                 bool(exclude_history), scores, ids, postings, nonzero, entries)
         threads = _threads(threads, n)
         if threads == 1:
-            kernels.search_range(0, n, *args)
+            kernels.search_range(self._scratch(k, int(candidates)), 0, n, *args)
         else:
             previous = numba.get_num_threads()
             numba.set_num_threads(threads)
@@ -236,10 +238,18 @@ class SparseIndex(HistoryEncoder):
                 kernels.search_parallel(min(n, threads * 8), *args)
             finally:
                 numba.set_num_threads(previous)
-        popular = np.diff(Q.indptr) == 0
+        popular = Q.indptr[1:] == Q.indptr[:-1]
         if popular.any():
             self._fill_popular(popular, scores, ids, k)
         return SearchResult(scores, ids, popular, postings, nonzero, entries)
+
+    def _scratch(self, k: int, candidates: int):
+        """This thread's query buffers for (k, candidates), kept until another pair is asked for."""
+        local = self._local
+        if getattr(local, "key", None) != (k, candidates):
+            local.scratch = kernels.new_scratch(self.n_items, self.n_dims, k, candidates)
+            local.key = (k, candidates)
+        return local.scratch
 
 
 def _check_options(k, query_dims, query_mass, budget, prune, candidates):
