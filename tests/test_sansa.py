@@ -8,7 +8,7 @@ from helpers import dense_ease, random_interactions, write_lines
 
 from sparseidx import Index
 from sparseidx.errors import DataError
-from sparseidx.models._icf import incomplete_cholesky
+from sparseidx.models._icf import incomplete_cholesky, scaled_gramian
 from sparseidx.models._umr import loss, residual, sparsify_global, umr_inverse
 from sparseidx.models.sansa import fit_sansa
 from sparseidx_cli.main import cli
@@ -24,6 +24,21 @@ def column_scaled(X):
 
 def reference_ease(X, l2, factorizer):
     return dense_ease(column_scaled(X) if factorizer == "icf" else X, l2)
+
+
+def test_scaled_gramian_equals_the_dense_formula_with_an_untouched_item():
+    X = random_interactions(40, 12, seed=3).tolil()
+    X[:, 5] = 0  # an item nobody touched
+    X = sp.csr_matrix(X)
+    A, s = scaled_gramian(X, 7.0)
+    G = (X.T @ X).toarray()
+    da = np.sqrt(np.linalg.norm(G, axis=0))
+    da[da == 0] = 1.0
+    M = G / np.outer(da, da) + 7.0 * np.eye(12)
+    S = np.diag(1.0 / np.sqrt(np.diag(M)))
+    np.testing.assert_allclose(s, np.diag(S), rtol=1e-6)
+    np.testing.assert_allclose(A.toarray(), np.tril(S @ M @ S), rtol=1e-5, atol=1e-7)
+    assert np.all(A.diagonal() == 1.0)
 
 
 @pytest.mark.parametrize("factorizer", ["cholmod", "icf"])
