@@ -86,6 +86,11 @@ def run_child(args: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _cell(row: dict, key: str, fmt: str) -> str:
+    """A formatted value, or '-' where the model is not served (dense EASE has no index)."""
+    return fmt.format(row[key]) if key in row else "-"
+
+
 def markdown(rows: list[dict], l2: float) -> str:
     ease = rows[0]
     lines = [f"## Dense EASE vs Cholesky embeddings on amazon-book (l2={l2:g}, all items ranked, train items masked)",
@@ -95,9 +100,9 @@ def markdown(rows: list[dict], l2: float) -> str:
         rel = f"{r['recall@20'] / ease['recall@20'] - 1:+.2%} / {r['ndcg@20'] / ease['ndcg@20'] - 1:+.2%}"
         size = r.get("index_bytes", r.get("model_bytes", 0)) / 1e6
         lines.append(f"| {r['model']} | {r['recall@20']:.4f} | {r['ndcg@20']:.4f} | {rel} | {r['fit_seconds']:.1f} | "
-                     f"{r['peak_rss_gib']:.2f} | {size:.0f} | {r.get('p50_us', float('nan')):.0f} | "
-                     f"{r.get('p99_us', float('nan')):.0f} | {r.get('postings_per_query', float('nan')):,.0f} | "
-                     f"{r.get('qps_1_thread', float('nan')):,.0f} | {r.get('qps_2_threads', float('nan')):,.0f} |")
+                     f"{r['peak_rss_gib']:.2f} | {size:.0f} | {_cell(r, 'p50_us', '{:.0f}')} | "
+                     f"{_cell(r, 'p99_us', '{:.0f}')} | {_cell(r, 'postings_per_query', '{:,.0f}')} | "
+                     f"{_cell(r, 'qps_1_thread', '{:,.0f}')} | {_cell(r, 'qps_2_threads', '{:,.0f}')} |")
     return "\n".join(lines) + "\n"
 
 
