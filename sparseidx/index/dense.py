@@ -195,10 +195,11 @@ class DenseIndex(HistoryEncoder):
                 step = max(1, FETCH_ENTRIES // fetch)
                 for s in range(0, len(rows), step):
                     part = rows[s: s + step]
-                    D, I = self.index.search(U[part], fetch, params=params)
+                    whole = len(part) == n  # a single query, or one group: no row selection
+                    D, I = self.index.search(U if whole else U[part], fetch, params=params)
+                    sub = (Q if whole else Q[part]) if exclude_history else None
                     scores[part], ids[part] = _drop_history(
-                        np.asarray(D, dtype=np.float32), np.asarray(I, dtype=np.int64),
-                        Q[part] if exclude_history else None, k, self.n_items)
+                        np.asarray(D, dtype=np.float32), np.asarray(I, dtype=np.int64), sub, k, self.n_items)
         finally:
             faiss.omp_set_num_threads(previous)
         popular = hist_len == 0
