@@ -171,3 +171,24 @@ def test_auto_chooses_and_says_why_and_cli_builds_and_queries(tmp_path):
     assert np.allclose(np.take_along_axis(all_scores, ids, 1), -np.sort(-all_scores, axis=1)[:, :5], atol=1e-5)
     res = runner.invoke(cli, ["info", str(tmp_path / "s.idx")])
     assert "params.nnz_inverse" in res.output and "params.factorizer_reason" in res.output
+
+
+def test_large_catalogues_order_by_popularity_and_auto_picks_icf(monkeypatch):
+    from sparseidx.models import sansa
+
+    X = random_interactions(120, 40, seed=5)
+    assert fit_sansa(X, l2=5.0, factorizer="icf", density=1.0).params["ordering"] == "colamd"
+    monkeypatch.setattr(sansa, "COLAMD_MAX_ITEMS", 30)
+    p, name = sansa.icf_ordering(sp.csr_matrix(X))
+    counts = np.asarray(X.sum(axis=0)).ravel()
+    assert name.startswith("popularity") and sorted(p) == list(range(40)) and np.all(np.diff(counts[p]) >= 0)
+    f = fit_sansa(X, l2=5.0, density=1.0, scans=3, finetune_steps=10)
+    assert f.params["factorizer"] == "icf" and "over 30" in f.params["factorizer_reason"]
+    assert f.params["ordering"].startswith("popularity")
+    # the ordering changes the route, not the model: at full density the ranking is the column-scaled EASE's
+    ref = reference_ease(sp.csr_matrix(X), 5.0, "icf")
+    Q = sp.csr_matrix(X[:20])
+    got = f.dense_scores(Q)
+    want = Q.toarray() @ ref
+    mask = Q.toarray() == 0
+    assert np.corrcoef(got[mask], want[mask])[0, 1] > 0.99

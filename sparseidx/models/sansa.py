@@ -30,6 +30,9 @@ from ._umr import sparsify_global, umr_inverse
 FACTORIZERS = ("auto", "cholmod", "icf")
 MAX_RESTARTS = 30
 CHOLMOD_FACTOR_BUDGET = 0.25  # share of available memory the exact factor may take before 'auto' picks icf
+# Above this many items COLAMD's analysis of X^T X outlasts the whole ICF fit (on a 1M-item power-law
+# catalogue it had not finished after 6 minutes); ICF then orders items by popularity, rarest first.
+COLAMD_MAX_ITEMS = 200_000
 
 
 def _cholmod():
@@ -43,6 +46,14 @@ def _ordering(X: sp.csr_matrix, mode: str):
     return _cholmod().analyze_AAt(sp.csc_matrix(X.T), mode=mode, ordering_method="colamd")
 
 
+def icf_ordering(X: sp.csr_matrix) -> tuple[np.ndarray, str]:
+    """(permutation, name): COLAMD up to COLAMD_MAX_ITEMS items, else popularity ascending (dense items last)."""
+    n = X.shape[1]
+    if n <= COLAMD_MAX_ITEMS:
+        return _ordering(X, "simplicial").P(), "colamd"
+    return np.argsort(np.bincount(X.indices, minlength=n), kind="stable"), "popularity, rarest first"
+
+
 def predicted_factor_nnz(X: sp.csr_matrix) -> int:
     """Non-zeros of the exact Cholesky factor of X^T X + l2 I under COLAMD (symbolic analysis only)."""
     return cholesky_nnz(X, _ordering(X, "simplicial").P())
@@ -51,6 +62,9 @@ def predicted_factor_nnz(X: sp.csr_matrix) -> int:
 def _choose(X: sp.csr_matrix, factorizer: str, max_nnz: int) -> tuple[str, str]:
     if factorizer != "auto":
         return factorizer, "chosen by the user"
+    if X.shape[1] > COLAMD_MAX_ITEMS:
+        return "icf", (f"{X.shape[1]:,} items: over {COLAMD_MAX_ITEMS:,}, the exact factor's analysis alone "
+                       "would outlast an incomplete factor")
     from ._memory import available_bytes
 
     nnz = predicted_factor_nnz(X)
@@ -72,10 +86,11 @@ def cholmod_factor(X: sp.csr_matrix, l2: float, max_nnz: int) -> tuple[sp.csc_ma
     return sparsify_global(L, max_nnz), p
 
 
-def icf_factor(X: sp.csr_matrix, l2: float, max_nnz: int) -> tuple[sp.csc_matrix, np.ndarray, float]:
-    """(L, p, shift): incomplete Cholesky of the column-scaled, permuted A; restarts on breakdown."""
+def icf_factor(X: sp.csr_matrix, l2: float, max_nnz: int) -> tuple[sp.csc_matrix, np.ndarray, float, str]:
+    """(L, p, shift, ordering name): incomplete Cholesky of the column-scaled, permuted A; restarts on breakdown."""
     n = X.shape[1]
-    p = _ordering(X, "simplicial").P()
+    p, ordering = icf_ordering(X)
+    log.info("ICF ordering: %s", ordering)
     A, scale = scaled_gramian(X[:, p], l2)  # unit diagonal: the shift and the budget act uniformly
     budget = max(int(max_nnz // max(n, 1)) - 1, 0)
     shift = 0.0
@@ -90,7 +105,7 @@ def icf_factor(X: sp.csr_matrix, l2: float, max_nnz: int) -> tuple[sp.csc_matrix
     else:
         raise SparseIdxError(f"incomplete Cholesky broke down {MAX_RESTARTS} times; increase --l2 or --density")
     L = sp.csc_matrix(sp.diags(1.0 / scale) @ L)  # back to the unscaled A: L L^T ~ A (+ shift)
-    return sparsify_global(L, max_nnz), p, shift
+    return sparsify_global(L, max_nnz), p, shift, ordering
 
 
 def fit_sansa(X, l2: float = 20.0, factorizer: str = "auto", density: float | None = None,
@@ -122,12 +137,12 @@ def fit_sansa(X, l2: float = 20.0, factorizer: str = "auto", density: float | No
     X = sp.csr_matrix(X, dtype=np.float64)
     chosen, why = _choose(X, factorizer, max_nnz)
     log.info("SANSA factorizer: %s (%s)", chosen, why)
-    shift = 0.0
+    shift, ordering = 0.0, "colamd"
     with stage(f"{chosen} factor of X^T X + {l2:g} I ({n:,} items, target {max_nnz:,} non-zeros)"):
         if chosen == "cholmod":
             L, p = cholmod_factor(X, l2, max_nnz)
         else:
-            L, p, shift = icf_factor(X, l2, max_nnz)
+            L, p, shift, ordering = icf_factor(X, l2, max_nnz)
     d = L.diagonal()
     L_unit = sp.csc_matrix(L @ sp.diags(1.0 / d))  # L D L^T with D = diag(d)^2
     D = d ** 2
@@ -143,7 +158,8 @@ def fit_sansa(X, l2: float = 20.0, factorizer: str = "auto", density: float | No
     E = sp.csr_matrix(W.T)
     params = {"l2": float(l2), "factorizer": chosen, "factorizer_reason": why, "density": float(density),
               "target_nnz": int(max_nnz), "nnz_factor": int(L.nnz), "nnz_inverse": int(K.nnz),
-              "icf_shift": float(shift), "scans": int(scans), "finetune_steps": int(finetune_steps),
+              "ordering": ordering, "icf_shift": float(shift), "scans": int(scans),
+              "finetune_steps": int(finetune_steps),
               "umr_losses": [float(x) for x in losses], "fit_seconds": round(time.perf_counter() - t0, 3)}
     return Factors(encoder=E, embeddings=V, priors=np.ones(n, dtype=np.float32), item_ids=item_ids,
                    model="sansa", params=params, popularity=popularity(X))
