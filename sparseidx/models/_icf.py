@@ -120,8 +120,8 @@ def _column_norms(indptr, data):
 
 
 @nb.njit(cache=True)
-def _scaled_lower(indptr, rows, data, c, out_indptr, out_rows, out_vals):
-    """Lower triangle of diag(c) G diag(c) with a unit diagonal written first in every column."""
+def _scaled_lower(indptr, rows, data, c, out_rows, out_vals):
+    """Lower triangle of diag(c) G diag(c), a unit diagonal first in every column (layout of ``_lower_counts``)."""
     n = indptr.shape[0] - 1
     pos = 0
     for j in range(n):
@@ -134,11 +134,11 @@ def _scaled_lower(indptr, rows, data, c, out_indptr, out_rows, out_vals):
                 out_rows[pos] = i
                 out_vals[pos] = data[p] * (c[i] * c[j])
                 pos += 1
-        out_indptr[j + 1] = pos
 
 
 @nb.njit(cache=True)
 def _lower_counts(indptr, rows):
+    """Column pointers of the lower triangle (diagonal included) of a compressed matrix."""
     n = indptr.shape[0] - 1
     out = np.zeros(n + 1, dtype=np.int64)
     for j in range(n):
@@ -169,7 +169,7 @@ def scaled_gramian(X: sp.spmatrix, l2: float) -> tuple[sp.csc_matrix, np.ndarray
     indptr = _lower_counts(G.indptr, G.indices)
     rows = np.empty(indptr[-1], dtype=np.int32)
     vals = np.empty(indptr[-1], dtype=np.float32)
-    _scaled_lower(G.indptr, G.indices, G.data, c, indptr, rows, vals)
+    _scaled_lower(G.indptr, G.indices, G.data, c, rows, vals)
     del G
     n = X.shape[1]
     return sp.csc_matrix((vals, rows, indptr), shape=(n, n)), s

@@ -51,7 +51,7 @@ def icf_ordering(X: sp.csr_matrix) -> tuple[np.ndarray, str]:
     n = X.shape[1]
     if n <= COLAMD_MAX_ITEMS:
         return _ordering(X, "simplicial").P(), "colamd"
-    return np.argsort(np.bincount(X.indices, minlength=n), kind="stable"), "popularity, rarest first"
+    return np.argsort(popularity(X), kind="stable"), "popularity, rarest first"
 
 
 def predicted_factor_nnz(X: sp.csr_matrix) -> int:
