@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from sparseidx import Factors, Index
 from sparseidx.errors import DataError, UnknownItemError
+from sparseidx.index import kernels
 
 TOL = 1e-4
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -86,6 +87,12 @@ def test_pruned_search_equals_brute_force_on_the_pruned_query(seed, n_dims, m, m
             all_scores = (pruned @ V.T) * f.priors[None, :]
         ref_scores, ref_ids = brute_force_topk(all_scores, Q, 10)
         assert_same_answers(scores, ids, ref_scores, ref_ids, all_scores, Q)
+    # both knobs: the budget is spent on the query_dims strongest dimensions only
+    kept = np.array([reference_pruned_query(U[q], V, "query_dims", m) for q in range(len(U))])
+    scores, ids = index.search(Q, 10, threads=1, query_dims=m, budget=budget)
+    all_scores = budget_scores(kept, V, budget) * f.priors[None, :]
+    ref_scores, ref_ids = brute_force_topk(all_scores, Q, 10)
+    assert_same_answers(scores, ids, ref_scores, ref_ids, all_scores, Q)
 
 
 def reference_pruned_query(u, V, option, value):
@@ -149,6 +156,35 @@ def test_zero_score_items_rank_above_negative_ones():
     f = Factors(E, V, np.ones(4), np.arange(4))
     scores, ids = Index.build(f).search([[0]], 3)
     assert ids.tolist() == [[2, 3, 1]]  # untouched items (score 0) beat the negative one
+
+
+@SETTINGS
+@given(keys=st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.5]) | st.floats(-5, 5, width=32), max_size=200),
+       m=st.integers(1, 250))
+def test_top_positions_is_a_stable_descending_sort_cut_to_m(keys, m):
+    keys = np.array(keys, dtype=np.float32)
+    out = np.full(len(keys) + 1, -1, dtype=np.int32)
+    got = kernels._top_positions(keys, len(keys), m, out)
+    expected = np.argsort(-keys, kind="stable")[:m]
+    assert got == len(expected)
+    assert out[:got].tolist() == expected.tolist()
+
+
+def test_every_item_and_dimension_touched_stays_in_bounds():
+    # the branch-free appends write one slot past the last touched dimension and item
+    n_items, n_dims = 64, 64
+    rng = np.random.default_rng(5)
+    dense = sp.csr_matrix(rng.normal(size=(n_items, n_dims)))
+    f = Factors(encoder=dense, embeddings=dense, priors=np.ones(n_items), item_ids=np.arange(n_items))
+    index = Index.build(f)
+    Q = sp.csr_matrix(np.ones((3, n_items), dtype=np.float32))
+    Q[1, :5] = 0
+    Q.eliminate_zeros()
+    all_scores = f.dense_scores(Q)
+    for options in ({}, {"prune": 1e-9, "candidates": n_items}):
+        scores, ids = index.search(Q, 10, threads=1, exclude_history=False, **options)
+        ref_scores, ref_ids = brute_force_topk(all_scores, sp.csr_matrix(Q.shape), 10)
+        assert_same_answers(scores, ids, ref_scores, ref_ids, all_scores, sp.csr_matrix(Q.shape))
 
 
 @pytest.mark.parametrize("options", [{}, {"prune": 0.01}, {"budget": 50}, {"query_dims": 5}])

@@ -15,7 +15,11 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .prefetch import prefetch
+
 BLOCK_SHIFT = 6  # item blocks of 64 for touched tracking
+PREFETCH = 8  # posting lists fetched ahead of the one being scanned
+LINE = 16  # 4-byte entries per 64-byte cache line
 NEG_INF = np.float32(-np.inf)
 
 
@@ -72,6 +76,40 @@ def _offer(hs, hi, size, k, s, i):
 
 
 @nb.njit(cache=True)
+def _top_positions(keys, n, m, out):
+    """Positions of the m largest of keys[:n] into out[:m], largest first (ties: lower position first).
+
+    Returns min(m, n). A partition finds the m-th largest key, so only the m kept
+    positions are sorted, not all n.
+    """
+    if m >= n:
+        order = np.argsort(-keys[:n], kind="mergesort")
+        for t in range(n):
+            out[t] = order[t]
+        return n
+    threshold = np.partition(keys[:n], n - m)[n - m]
+    c = 0
+    for j in range(n):
+        if keys[j] > threshold:
+            out[c] = j
+            c += 1
+    for j in range(n):
+        if c >= m:
+            break
+        if keys[j] == threshold:
+            out[c] = j
+            c += 1
+    chosen = out[:m].copy()
+    vals = np.empty(m, dtype=keys.dtype)
+    for t in range(m):
+        vals[t] = -keys[chosen[t]]
+    order = np.argsort(vals, kind="mergesort")  # stable: equal keys stay in position order
+    for t in range(m):
+        out[t] = chosen[order[t]]
+    return m
+
+
+@nb.njit(cache=True)
 def _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget, keep, limit):
     """Choose which touched dimensions to scan and how many postings of each.
 
@@ -87,50 +125,60 @@ def _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget,
     mags = np.empty(nd, dtype=np.float32)
     for j in range(nd):
         mags[j] = abs(u[dims[j]])
-    order = np.argsort(-mags, kind="mergesort")
+    # kept positions, strongest |u_d| first: the top query_dims, then cut to query_mass of sum |u_d|
+    kept = np.empty(nd, dtype=np.int32)
     n_keep = nd
-    if query_dims > 0 and query_dims < n_keep:
-        n_keep = query_dims
     if query_mass > 0.0 and query_mass < 1.0:
+        n_keep = _top_positions(mags, nd, nd, kept)
+        if query_dims > 0 and query_dims < n_keep:
+            n_keep = query_dims
         total = 0.0
         for j in range(nd):
             total += mags[j]
-        acc = 0.0
-        for j in range(n_keep):
-            acc += mags[order[j]]
-            if acc >= query_mass * total:
-                n_keep = j + 1
+        mass = 0.0
+        for t in range(n_keep):
+            mass += mags[kept[t]]
+            if mass >= query_mass * total:
+                n_keep = t + 1
                 break
+    elif query_dims > 0 and query_dims < nd:
+        n_keep = _top_positions(mags, nd, query_dims, kept)
+    else:
+        for j in range(nd):
+            kept[j] = j
     if budget <= 0:
-        for j in range(n_keep):
-            d = dims[order[j]]
-            keep[j] = d
-            limit[j] = v_indptr[d + 1] - v_indptr[d]
+        for t in range(n_keep):
+            d = dims[kept[t]]
+            keep[t] = d
+            limit[t] = v_indptr[d + 1] - v_indptr[d]
         return n_keep
-    # budget: scan dimensions by their largest possible contribution |u_d| * max|V_d|
+    # budget: scan dimensions by their largest possible contribution |u_d| * max|V_d|, best first;
+    # sort only as many as the budget may need, widening the cut when it was too narrow
     bound = np.empty(n_keep, dtype=np.float32)
-    for j in range(n_keep):
-        d = dims[order[j]]
-        bound[j] = mags[order[j]] * max_abs[d]
-    border = np.argsort(-bound, kind="mergesort")
-    left = budget
-    n_out = 0
-    for j in range(n_keep):
-        if left <= 0:
-            break
-        d = dims[order[border[j]]]
-        length = v_indptr[d + 1] - v_indptr[d]
-        take = length if length < left else left
-        keep[n_out] = d
-        limit[n_out] = take
-        left -= take
-        n_out += 1
-    return n_out
+    for t in range(n_keep):
+        bound[t] = mags[kept[t]] * max_abs[dims[kept[t]]]
+    border = np.empty(n_keep, dtype=np.int32)
+    m = 64
+    while True:
+        n_sorted = _top_positions(bound, n_keep, m, border)
+        left = budget
+        n_out = 0
+        while left > 0 and n_out < n_sorted:
+            d = dims[kept[border[n_out]]]
+            length = v_indptr[d + 1] - v_indptr[d]
+            take = length if length < left else left
+            keep[n_out] = d
+            limit[n_out] = take
+            left -= take
+            n_out += 1
+        if left <= 0 or n_sorted == n_keep:
+            return n_out
+        m *= 4
 
 
 @nb.njit(cache=True)
-def _accumulate_pruned(u, keep, limit, n_keep, whole, max_abs, v_indptr, v_items, v_w, prune, bounds, acc,
-                       item_mark, touched):
+def _accumulate_pruned(u, keep, limit, n_keep, whole, max_abs, v_indptr, v_items, v_w, prune, bounds, visit,
+                       acc, item_mark, touched):
     """Scatter-add only postings with |u_d * v| >= prune * max_d |u_d| max|V_d|, listing touched items.
 
     ``whole``: scan the kept lists to their end (``limit`` unused). Each dimension's
@@ -145,11 +193,20 @@ def _accumulate_pruned(u, keep, limit, n_keep, whole, max_abs, v_indptr, v_items
         if bound > top:
             top = bound
     tau = prune * top
+    # the lists to visit, as positions in ``keep`` (``limit`` is indexed alike)
+    n_visit = 0
+    for j in range(n_keep):
+        visit[n_visit] = j
+        n_visit += (bounds[j] >= tau) & (bounds[j] != 0.0)
     postings = 0
     n_touched = 0
-    for j in range(n_keep):
-        if bounds[j] < tau or bounds[j] == 0.0:
-            continue
+    for t in range(n_visit):
+        # a list's head is a cache miss: fetch the one PREFETCH lists ahead
+        if t + PREFETCH < n_visit:
+            ahead = v_indptr[keep[visit[t + PREFETCH]]]
+            prefetch(v_w, ahead)
+            prefetch(v_items, ahead)
+        j = visit[t]
         d = keep[j]
         ud = u[d]
         cut = tau / abs(ud)
@@ -162,10 +219,10 @@ def _accumulate_pruned(u, keep, limit, n_keep, whole, max_abs, v_indptr, v_items
                 break
             i = v_items[p]
             acc[i] += ud * w
-            if item_mark[i] == 0:
-                item_mark[i] = 1
-                touched[n_touched] = i
-                n_touched += 1
+            # branch-free append of first touches (``touched`` has room for one more)
+            touched[n_touched] = i
+            n_touched += 1 - item_mark[i]
+            item_mark[i] = 1
             p += 1
         postings += p - start
     return postings, n_touched
@@ -210,6 +267,11 @@ def _rescore(hs, hi, size, u, f_indptr, f_dims, f_w, priors, k, rs, ri):
     """
     out = 0
     entries = 0
+    for t in range(size):  # the candidates' rows are cache misses: ask for all at once
+        i = hi[t]
+        for p in range(f_indptr[i], f_indptr[i + 1], LINE):
+            prefetch(f_dims, p)
+            prefetch(f_w, p)
     for t in range(size):
         i = hi[t]
         acc = np.float32(0.0)
@@ -218,6 +280,80 @@ def _rescore(hs, hi, size, u, f_indptr, f_dims, f_w, priors, k, rs, ri):
         entries += f_indptr[i + 1] - f_indptr[i]
         out = _offer(rs, ri, out, k, acc * priors[i], i)
     return out, entries
+
+
+@nb.njit(cache=True)
+def _select_touched(acc, priors, touched, n_touched, item_mark, hs, hi, kk):
+    """Top-kk of the listed items into the heap (hs, hi), then untouched zeros if room; resets them.
+
+    Returns (heap size, items with a non-zero score).
+    """
+    size = 0
+    nonzero = 0
+    for t in range(n_touched):
+        i = touched[t]
+        a = acc[i]
+        if a == NEG_INF:
+            continue
+        s = a * priors[i]
+        if s != 0.0:
+            nonzero += 1
+        # test against the heap's worst first: most items fail it, and the call is costly
+        if size < kk or _better(s, i, hs[0], hi[0]):
+            size = _offer(hs, hi, size, kk, s, i)
+    if size < kk or hs[0] <= 0.0:
+        size = _offer_zeros(hs, hi, size, kk, acc, item_mark)
+    for t in range(n_touched):
+        i = touched[t]
+        acc[i] = 0.0
+        item_mark[i] = 0
+    return size, nonzero
+
+
+@nb.njit(cache=True)
+def _select_blocks(acc, priors, block_mark, blocks, item_mark, hs, hi, kk):
+    """Top-kk of the items in marked blocks into the heap (hs, hi), then untouched zeros if room; resets them.
+
+    ``blocks`` is scratch for the list of marked blocks. Returns (heap size,
+    items with a non-zero score).
+    """
+    n_items = acc.shape[0]
+    size = 0
+    nonzero = 0
+    n_blocks = 0
+    for b in range(block_mark.shape[0]):
+        if block_mark[b] != 0:
+            blocks[n_blocks] = b
+            n_blocks += 1
+    for t in range(n_blocks):
+        lo = blocks[t] << BLOCK_SHIFT
+        for i in range(lo, min(n_items, lo + (1 << BLOCK_SHIFT))):
+            a = acc[i]
+            if a == NEG_INF:
+                continue
+            s = a * priors[i]
+            if s != 0.0:
+                nonzero += 1
+            if size < kk or _better(s, i, hs[0], hi[0]):
+                size = _offer(hs, hi, size, kk, s, i)
+    if size < kk or hs[0] <= 0.0:
+        # items of unmarked blocks are untouched; those of marked blocks were all offered
+        for t in range(n_blocks):
+            lo = blocks[t] << BLOCK_SHIFT
+            for i in range(lo, min(n_items, lo + (1 << BLOCK_SHIFT))):
+                item_mark[i] = 1
+        size = _offer_zeros(hs, hi, size, kk, acc, item_mark)
+        for t in range(n_blocks):
+            lo = blocks[t] << BLOCK_SHIFT
+            for i in range(lo, min(n_items, lo + (1 << BLOCK_SHIFT))):
+                item_mark[i] = 0
+    for t in range(n_blocks):
+        b = blocks[t]
+        block_mark[b] = 0
+        lo = b << BLOCK_SHIFT
+        for i in range(lo, min(n_items, lo + (1 << BLOCK_SHIFT))):
+            acc[i] = 0.0
+    return size, nonzero
 
 
 @nb.njit(cache=True)
@@ -232,58 +368,41 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
     blocks. Pruned path: touched items are listed and only they are visited. With
     ``candidates`` > 0 that many items are kept by approximate score and rescored.
     """
-    u, dim_mark, dims, keep, limit, bounds, acc, block_mark, item_mark, touched, hs, hi, rs, ri = scratch
-    n_items = acc.shape[0]
-    # 1. encode u = x E over the touched dimensions only
+    u, dim_mark, dims, keep, limit, bounds, visit, acc, block_mark, item_mark, touched, hs, hi, rs, ri = scratch
+    # 1. encode u = x E, listing the touched dimensions without a branch (``dims`` has room for one more)
     nd = 0
     entries = 0
+    for h in range(q_items.shape[0]):  # the history's encoder rows are cache misses: ask for all at once
+        j = q_items[h]
+        for p in range(e_indptr[j], e_indptr[j + 1], LINE):
+            prefetch(e_dims, p)
+            prefetch(e_w, p)
     for h in range(q_items.shape[0]):
         j = q_items[h]
         w = q_weights[h]
         entries += e_indptr[j + 1] - e_indptr[j]
         for p in range(e_indptr[j], e_indptr[j + 1]):
             d = e_dims[p]
-            if dim_mark[d] == 0:
-                dim_mark[d] = 1
-                dims[nd] = d
-                nd += 1
+            dims[nd] = d
+            nd += 1 - dim_mark[d]
+            dim_mark[d] = 1
             u[d] += w * e_w[p]
-    # 2. prune the query, 3. accumulate over the posting lists, 4. mask the history
+    # 2. prune the query, 3. accumulate over the posting lists
     whole = query_dims <= 0 and query_mass <= 0.0 and budget <= 0
     kk = candidates if candidates > 0 else k
-    size = 0
-    nonzero = 0
     if prune > 0.0:
         if whole:  # every touched dimension, every list to its end: no selection pass
             postings, n_touched = _accumulate_pruned(u, dims, limit, nd, True, max_abs, v_indptr, v_items, v_w,
-                                                     prune, bounds, acc, item_mark, touched)
+                                                     prune, bounds, visit, acc, item_mark, touched)
         else:
             n_keep = _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget, keep, limit)
             postings, n_touched = _accumulate_pruned(u, keep, limit, n_keep, False, max_abs, v_indptr, v_items,
-                                                     v_w, prune, bounds, acc, item_mark, touched)
+                                                     v_w, prune, bounds, visit, acc, item_mark, touched)
+        # 4. mask the history, 5. top-kk over the touched items
         if exclude:
             for h in range(q_items.shape[0]):
                 acc[q_items[h]] = NEG_INF
-        # 5. top-kk over the touched items
-        for t in range(n_touched):
-            i = touched[t]
-            a = acc[i]
-            if a == NEG_INF:
-                continue
-            s = a * priors[i]
-            if s != 0.0:
-                nonzero += 1
-            if size < kk or _better(s, i, hs[0], hi[0]):
-                size = _offer(hs, hi, size, kk, s, i)
-        if size < kk or hs[0] <= 0.0:
-            size = _offer_zeros(hs, hi, size, kk, acc, item_mark)
-        for t in range(n_touched):
-            i = touched[t]
-            acc[i] = 0.0
-            item_mark[i] = 0
-        if exclude:
-            for h in range(q_items.shape[0]):
-                acc[q_items[h]] = 0.0
+        size, nonzero = _select_touched(acc, priors, touched, n_touched, item_mark, hs, hi, kk)
     else:
         n_keep = _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget, keep, limit)
         postings = _accumulate(u, keep, limit, n_keep, v_indptr, v_items, v_w, acc, block_mark)
@@ -292,41 +411,11 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
                 i = q_items[h]
                 acc[i] = NEG_INF
                 block_mark[i >> BLOCK_SHIFT] = 1
-        # 5. top-kk over the marked blocks (the list of marked blocks reuses ``touched``)
-        n_blocks = 0
-        for b in range(block_mark.shape[0]):
-            if block_mark[b] != 0:
-                touched[n_blocks] = b
-                n_blocks += 1
-        for t in range(n_blocks):
-            lo = touched[t] << BLOCK_SHIFT
-            for i in range(lo, min(n_items, lo + (1 << BLOCK_SHIFT))):
-                a = acc[i]
-                if a == NEG_INF:
-                    continue
-                s = a * priors[i]
-                if s != 0.0:
-                    nonzero += 1
-                # test against the heap's worst first: most items fail it, and the call is costly
-                if size < kk or _better(s, i, hs[0], hi[0]):
-                    size = _offer(hs, hi, size, kk, s, i)
-        if size < kk or hs[0] <= 0.0:
-            # items of unmarked blocks are untouched; those of marked blocks were all offered
-            for t in range(n_blocks):
-                lo = touched[t] << BLOCK_SHIFT
-                for i in range(lo, min(n_items, lo + (1 << BLOCK_SHIFT))):
-                    item_mark[i] = 1
-            size = _offer_zeros(hs, hi, size, kk, acc, item_mark)
-            for t in range(n_blocks):
-                lo = touched[t] << BLOCK_SHIFT
-                for i in range(lo, min(n_items, lo + (1 << BLOCK_SHIFT))):
-                    item_mark[i] = 0
-        for t in range(n_blocks):
-            b = touched[t]
-            block_mark[b] = 0
-            lo = b << BLOCK_SHIFT
-            for i in range(lo, min(n_items, lo + (1 << BLOCK_SHIFT))):
-                acc[i] = 0.0
+        # the list of marked blocks reuses ``touched``
+        size, nonzero = _select_blocks(acc, priors, block_mark, touched, item_mark, hs, hi, kk)
+    if exclude:
+        for h in range(q_items.shape[0]):
+            acc[q_items[h]] = 0.0
     entries += postings
     if candidates > 0:
         size, rescored = _rescore(hs, hi, size, u, f_indptr, f_dims, f_w, priors, k, rs, ri)
@@ -358,21 +447,22 @@ def new_scratch(n_items, n_dims, k, candidates):
     n_blocks = (n_items >> BLOCK_SHIFT) + 1
     kk = max(k, candidates)
     return (np.zeros(n_dims, dtype=np.float32), np.zeros(n_dims, dtype=np.uint8),
-            np.empty(n_dims, dtype=np.int32), np.empty(n_dims, dtype=np.int32),
-            np.empty(n_dims, dtype=np.int64), np.empty(n_dims, dtype=np.float32), np.zeros(n_items, dtype=np.float32),
+            np.empty(n_dims + 1, dtype=np.int32), np.empty(n_dims, dtype=np.int32),
+            np.empty(n_dims, dtype=np.int64), np.empty(n_dims, dtype=np.float32), np.empty(n_dims + 1, dtype=np.int32),
+            np.zeros(n_items, dtype=np.float32),
             np.zeros(n_blocks, dtype=np.uint8), np.zeros(n_items, dtype=np.uint8),
-            np.empty(max(n_items, n_blocks), dtype=np.int32),
+            np.empty(max(n_items, n_blocks) + 1, dtype=np.int32),
             np.empty(kk, dtype=np.float32), np.empty(kk, dtype=np.int64),
             np.empty(k, dtype=np.float32), np.empty(k, dtype=np.int64))
 
 
 @nb.njit(cache=True)
-def search_range(scratch, start, stop, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
+def search_range(scratch, start, stop, step, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
                  v_indptr, v_items, v_w, max_abs, priors, f_indptr, f_dims, f_w,
                  k, query_dims, query_mass, budget, prune, candidates, exclude,
                  out_scores, out_ids, out_postings, out_nonzero, out_entries):
-    """Answer queries start..stop-1 (rows of a CSR history matrix) on one thread, with its ``new_scratch``."""
-    for q in range(start, stop):
+    """Answer queries start, start+step, ... < stop (rows of a CSR history matrix) on one thread, with its ``new_scratch``."""
+    for q in range(start, stop, step):
         a, b = q_indptr[q], q_indptr[q + 1]
         p, nz, ent = _answer(q_items[a:b], q_weights[a:b], e_indptr, e_dims, e_w, v_indptr, v_items, v_w,
                              max_abs, priors, f_indptr, f_dims, f_w, k, query_dims, query_mass, budget,
@@ -387,13 +477,16 @@ def search_parallel(n_chunks, q_indptr, q_items, q_weights, e_indptr, e_dims, e_
                     v_indptr, v_items, v_w, max_abs, priors, f_indptr, f_dims, f_w,
                     k, query_dims, query_mass, budget, prune, candidates, exclude,
                     out_scores, out_ids, out_postings, out_nonzero, out_entries):
-    """Answer all queries over ``n_chunks`` contiguous chunks in parallel; results stay in order."""
+    """Answer all queries in parallel, results in input order.
+
+    Chunk c answers queries c, c + n_chunks, c + 2 n_chunks, ...: interleaving keeps the
+    chunks' work even when query cost drifts along the input (histories sorted by user,
+    say), which contiguous ranges under static scheduling do not.
+    """
     n_q = q_indptr.shape[0] - 1
     for c in nb.prange(n_chunks):
-        start = (n_q * c) // n_chunks
-        stop = (n_q * (c + 1)) // n_chunks
         scratch = new_scratch(priors.shape[0], v_indptr.shape[0] - 1, k, candidates)
-        search_range(scratch, start, stop, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
+        search_range(scratch, c, n_q, n_chunks, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
                      v_indptr, v_items, v_w, max_abs, priors, f_indptr, f_dims, f_w,
                      k, query_dims, query_mass, budget, prune, candidates, exclude,
                      out_scores, out_ids, out_postings, out_nonzero, out_entries)

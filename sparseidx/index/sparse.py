@@ -230,12 +230,12 @@ class SparseIndex(HistoryEncoder):
                 bool(exclude_history), scores, ids, postings, nonzero, entries)
         threads = _threads(threads, n)
         if threads == 1:
-            kernels.search_range(self._scratch(k, int(candidates)), 0, n, *args)
+            kernels.search_range(self._scratch(k, int(candidates)), 0, n, 1, *args)
         else:
             previous = numba.get_num_threads()
             numba.set_num_threads(threads)
             try:
-                kernels.search_parallel(min(n, threads * 8), *args)
+                kernels.search_parallel(threads, *args)
             finally:
                 numba.set_num_threads(previous)
         popular = Q.indptr[1:] == Q.indptr[:-1]
