@@ -4,8 +4,12 @@ One exact query costs about P x 1 ns (P postings touched, scatter-add into a den
 accumulator) plus a selection pass over the item blocks that were touched.
 Approximate queries skip low-impact postings (|u_d * v| below ``prune`` times the
 query's largest possible contribution; lists are impact ordered, so each list is
-cut at a prefix), keep the best ``candidates`` items by approximate score and
-rescore them exactly from the forward index (item rows of V).
+cut at a prefix), list the items they touch, keep the best ``candidates`` items by
+approximate score and rescore them exactly from the forward index (item rows of V).
+A pruned query reads short prefixes of hundreds of lists and a few dozen item rows,
+so its cost is cache misses and branch mispredictions more than postings: list
+heads and rows are prefetched ahead of use, and the touched lists (dimensions,
+items) are appended to without a branch.
 Per-thread scratch (accumulator, block flags, user vector) is reused across the
 queries a thread answers and reset only where it was written.
 """
@@ -332,8 +336,7 @@ def _select_blocks(acc, priors, block_mark, blocks, item_mark, hs, hi, kk):
             if a == NEG_INF:
                 continue
             s = a * priors[i]
-            if s != 0.0:
-                nonzero += 1
+            nonzero += s != 0.0  # no branch: zero and non-zero scores mix at random in a block
             if size < kk or _better(s, i, hs[0], hi[0]):
                 size = _offer(hs, hi, size, kk, s, i)
     if size < kk or hs[0] <= 0.0:
@@ -461,7 +464,10 @@ def search_range(scratch, start, stop, step, q_indptr, q_items, q_weights, e_ind
                  v_indptr, v_items, v_w, max_abs, priors, f_indptr, f_dims, f_w,
                  k, query_dims, query_mass, budget, prune, candidates, exclude,
                  out_scores, out_ids, out_postings, out_nonzero, out_entries):
-    """Answer queries start, start+step, ... < stop (rows of a CSR history matrix) on one thread, with its ``new_scratch``."""
+    """Answer queries start, start + step, ... below stop (rows of a CSR history matrix) on one thread.
+
+    ``scratch`` is this thread's ``new_scratch``.
+    """
     for q in range(start, stop, step):
         a, b = q_indptr[q], q_indptr[q + 1]
         p, nz, ent = _answer(q_items[a:b], q_weights[a:b], e_indptr, e_dims, e_w, v_indptr, v_items, v_w,
