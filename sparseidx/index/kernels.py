@@ -104,10 +104,7 @@ def _top_positions(keys, n, m, out):
             out[c] = j
             c += 1
     chosen = out[:m].copy()
-    vals = np.empty(m, dtype=keys.dtype)
-    for t in range(m):
-        vals[t] = -keys[chosen[t]]
-    order = np.argsort(vals, kind="mergesort")  # stable: equal keys stay in position order
+    order = np.argsort(-keys[chosen], kind="mergesort")  # stable: equal keys stay in position order
     for t in range(m):
         out[t] = chosen[order[t]]
     return m
