@@ -163,11 +163,13 @@ def test_zero_score_items_rank_above_negative_ones():
        m=st.integers(1, 250))
 def test_top_positions_is_a_stable_descending_sort_cut_to_m(keys, m):
     keys = np.array(keys, dtype=np.float32)
-    out = np.full(len(keys) + 1, -1, dtype=np.int32)
-    got = kernels._top_positions(keys, len(keys), m, out)
-    expected = np.argsort(-keys, kind="stable")[:m]
-    assert got == len(expected)
-    assert out[:got].tolist() == expected.tolist()
+    # m as drawn, and a few of many (m <= n / HEAP_FRACTION), which takes the heap path
+    for m in (m, max(1, len(keys) // kernels.HEAP_FRACTION)):
+        out = np.full(len(keys) + 1, -1, dtype=np.int32)
+        got = kernels._top_positions(keys, len(keys), m, out)
+        expected = np.argsort(-keys, kind="stable")[:m]
+        assert got == len(expected)
+        assert out[:got].tolist() == expected.tolist()
 
 
 def test_every_item_and_dimension_touched_stays_in_bounds():
@@ -319,6 +321,32 @@ def test_rescored_candidates_are_the_best_approximate_items_with_exact_scores(se
         assert np.allclose(scores[q][valid], exact[q, ids[q][valid]], atol=TOL, rtol=TOL)
         assert np.allclose(np.sort(scores[q][valid]), np.sort(ref_scores[0][ref_ids[0] >= 0][: valid.sum()]),
                            atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("prune", [0.0, 0.05, 0.3])
+def test_pruned_queries_touching_few_or_many_items_agree_with_the_reference(prune):
+    # the engine lists the items a pruned query touches until n_items / 4 of them, then marks blocks
+    n_items, n_dims, k, C = 300, 50, 5, 12
+    f = random_factors(21, n_items, n_dims, 0.08)
+    Q = random_histories(21, 40, n_items, 12)
+    U, V = (Q @ f.encoder).toarray(), f.embeddings.toarray()
+    contrib = U[:, :, None] * V.T[None, :, :]
+    top = (np.abs(U) * np.abs(V).max(axis=0)[None, :]).max(axis=1)
+    touched = (np.abs(contrib) >= (prune * top)[:, None, None]).any(axis=1) & (contrib != 0).any(axis=1)
+    counts = touched.sum(axis=1)
+    assert (counts < n_items // 4).any() and (counts > n_items // 4).any(), counts
+    approx = pruned_scores(U, V, prune) * f.priors[None, :]
+    exact = f.dense_scores(Q)
+    res = Index.build(f).search_detailed(Q, k, threads=1, prune=prune, candidates=C)
+    history = Q.toarray() != 0
+    assert np.array_equal(res.nonzero, ((approx != 0) & ~history).sum(axis=1))
+    for q in range(len(U)):
+        _, cand = brute_force_topk(approx[q: q + 1], Q[q], C)
+        masked = np.full((1, n_items), -np.inf)
+        masked[0, cand[0]] = exact[q, cand[0]]
+        ref_scores, ref_ids = brute_force_topk(masked, Q[q], k)
+        assert np.array_equal(res.ids[q], ref_ids[0])
+        assert np.allclose(res.scores[q], ref_scores[0], atol=TOL, rtol=TOL)
 
 
 def test_recall_is_non_decreasing_in_candidates_and_exact_at_zero_prune():

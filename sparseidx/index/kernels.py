@@ -1,11 +1,14 @@
 """Compiled query path: encode, prune, accumulate over posting lists, mask, top-k.
 
 One exact query costs about P x 1 ns (P postings touched, scatter-add into a dense
-accumulator) plus a selection pass over the item blocks that were touched.
+accumulator) plus a selection pass over the 64-item blocks that were touched: a
+vectorised pass scores a block and takes its maximum, and only blocks whose maximum
+reaches the kk-th largest block maximum are offered item by item to the heap.
 Approximate queries skip low-impact postings (|u_d * v| below ``prune`` times the
 query's largest possible contribution; lists are impact ordered, so each list is
-cut at a prefix), list the items they touch, keep the best ``candidates`` items by
-approximate score and rescore them exactly from the forward index (item rows of V).
+cut at a prefix), list the items they touch (or mark their blocks, once they are
+many), keep the best ``candidates`` items by approximate score and rescore them
+exactly from the forward index (item rows of V).
 A pruned query reads short prefixes of hundreds of lists and a few dozen item rows,
 so its cost is cache misses and branch mispredictions more than postings: list
 heads and rows are prefetched ahead of use, and the touched lists (dimensions,
@@ -21,50 +24,59 @@ import numpy as np
 
 from .prefetch import prefetch
 
-BLOCK_SHIFT = 6  # item blocks of 64 for touched tracking
+BLOCK_SHIFT = 6  # item blocks of 64 for touched tracking and block maxima
 PREFETCH = 8  # posting lists fetched ahead of the one being scanned
+SWITCH_SHIFT = 2  # pruned queries mark blocks, not items, once they touched n_items / 4
+HEAP_FRACTION = 8  # _top_positions keeps m of n in a heap when m <= n / 8
 LINE = 16  # 4-byte entries per 64-byte cache line
 NEG_INF = np.float32(-np.inf)
 
 
 @nb.njit(cache=True, inline="always")
 def _better(s1, i1, s2, i2):
-    """Ranking order: higher score first, then lower item index."""
-    return s1 > s2 or (s1 == s2 and i1 < i2)
+    """Ranking order: higher score first, then lower item index (no branch)."""
+    return (s1 > s2) | ((s1 == s2) & (i1 < i2))
 
 
-@nb.njit(cache=True)
+# The heap helpers are inlined into their callers: a call costs as much as a short sift.
+@nb.njit(cache=True, inline="always")
 def _sift_down(hs, hi, size, pos):
-    # min-heap on the ranking order: the root is the worst kept candidate
+    # min-heap on the ranking order: the root is the worst kept candidate; the entry at
+    # ``pos`` moves down a hole, the worse child of each level chosen without a branch
+    s = hs[pos]
+    i = hi[pos]
     while True:
-        left = 2 * pos + 1
-        if left >= size:
-            return
-        worst = left
-        right = left + 1
-        if right < size and _better(hs[worst], hi[worst], hs[right], hi[right]):
-            worst = right
-        if _better(hs[pos], hi[pos], hs[worst], hi[worst]):
-            hs[pos], hs[worst] = hs[worst], hs[pos]
-            hi[pos], hi[worst] = hi[worst], hi[pos]
-            pos = worst
-        else:
-            return
+        c = 2 * pos + 1
+        if c >= size:
+            break
+        r = c + 1
+        if r < size:
+            c = r if _better(hs[c], hi[c], hs[r], hi[r]) else c
+        if not _better(s, i, hs[c], hi[c]):
+            break
+        hs[pos] = hs[c]
+        hi[pos] = hi[c]
+        pos = c
+    hs[pos] = s
+    hi[pos] = i
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _sift_up(hs, hi, pos):
+    s = hs[pos]
+    i = hi[pos]
     while pos > 0:
-        parent = (pos - 1) // 2
-        if _better(hs[parent], hi[parent], hs[pos], hi[pos]):
-            hs[parent], hs[pos] = hs[pos], hs[parent]
-            hi[parent], hi[pos] = hi[pos], hi[parent]
-            pos = parent
-        else:
-            return
+        parent = (pos - 1) >> 1
+        if not _better(hs[parent], hi[parent], s, i):
+            break
+        hs[pos] = hs[parent]
+        hi[pos] = hi[parent]
+        pos = parent
+    hs[pos] = s
+    hi[pos] = i
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _offer(hs, hi, size, k, s, i):
     """Offer candidate (s, i) to a heap holding ``size`` of at most k; returns the new size."""
     if size < k:
@@ -83,14 +95,28 @@ def _offer(hs, hi, size, k, s, i):
 def _top_positions(keys, n, m, out):
     """Positions of the m largest of keys[:n] into out[:m], largest first (ties: lower position first).
 
-    Returns min(m, n). A partition finds the m-th largest key, so only the m kept
-    positions are sorted, not all n.
+    Returns min(m, n). A few from many go through a heap of m; more through a
+    partition that finds the m-th largest key, so only the kept positions are sorted.
     """
     if m >= n:
         order = np.argsort(-keys[:n], kind="mergesort")
         for t in range(n):
             out[t] = order[t]
         return n
+    if m * HEAP_FRACTION <= n:
+        hs = np.empty(m, dtype=keys.dtype)
+        hi = np.empty(m, dtype=np.int64)
+        size = 0
+        for j in range(n):
+            s = keys[j]
+            if size < m or _better(s, j, hs[0], hi[0]):
+                size = _offer(hs, hi, size, m, s, j)
+        for r in range(m - 1, -1, -1):
+            out[r] = hi[0]
+            hs[0] = hs[r]
+            hi[0] = hi[r]
+            _sift_down(hs, hi, r, 0)
+        return m
     threshold = np.partition(keys[:n], n - m)[n - m]
     c = 0
     for j in range(n):
@@ -179,12 +205,15 @@ def _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget,
 
 @nb.njit(cache=True)
 def _accumulate_pruned(u, keep, limit, n_keep, whole, max_abs, v_indptr, v_items, v_w, prune, bounds, visit,
-                       acc, item_mark, touched):
+                       acc, item_mark, touched, block_mark, switch):
     """Scatter-add only postings with |u_d * v| >= prune * max_d |u_d| max|V_d|, listing touched items.
 
     ``whole``: scan the kept lists to their end (``limit`` unused). Each dimension's
     bound |u_d| max|V_d| is computed once (into ``bounds``); lists below the
-    threshold are skipped without touching them. Returns (postings scanned, items touched).
+    threshold are skipped without touching them. Once ``switch`` items are listed,
+    the rest of the scan marks item blocks instead and the listed items are handed
+    over to their blocks. Returns (postings scanned, items listed, or -1 when the
+    touched items are in ``block_mark``).
     """
     top = np.float32(0.0)
     for j in range(n_keep):
@@ -214,19 +243,35 @@ def _accumulate_pruned(u, keep, limit, n_keep, whole, max_abs, v_indptr, v_items
         start = v_indptr[d]
         stop = v_indptr[d + 1] if whole else start + limit[j]
         p = start
-        while p < stop:
-            w = v_w[p]
-            if abs(w) < cut:
-                break
-            i = v_items[p]
-            acc[i] += ud * w
-            # branch-free append of first touches (``touched`` has room for one more)
-            touched[n_touched] = i
-            n_touched += 1 - item_mark[i]
-            item_mark[i] = 1
-            p += 1
+        if n_touched < switch:
+            while p < stop:
+                w = v_w[p]
+                if abs(w) < cut:
+                    break
+                i = v_items[p]
+                acc[i] += ud * w
+                # branch-free append of first touches (``touched`` has room for one more)
+                touched[n_touched] = i
+                n_touched += 1 - item_mark[i]
+                item_mark[i] = 1
+                p += 1
+        else:  # many items touched: mark their blocks instead, cheaper per posting and to select from
+            while p < stop:
+                w = v_w[p]
+                if abs(w) < cut:
+                    break
+                i = v_items[p]
+                acc[i] += ud * w
+                block_mark[i >> BLOCK_SHIFT] = 1
+                p += 1
         postings += p - start
-    return postings, n_touched
+    if n_touched < switch:
+        return postings, n_touched
+    for t in range(n_touched):  # hand the listed items over to the blocks
+        i = touched[t]
+        item_mark[i] = 0
+        block_mark[i >> BLOCK_SHIFT] = 1
+    return postings, -1
 
 
 @nb.njit(cache=True)
@@ -275,11 +320,23 @@ def _rescore(hs, hi, size, u, f_indptr, f_dims, f_w, priors, k, rs, ri):
             prefetch(f_w, p)
     for t in range(size):
         i = hi[t]
-        acc = np.float32(0.0)
-        for p in range(f_indptr[i], f_indptr[i + 1]):
-            acc += u[f_dims[p]] * f_w[p]
-        entries += f_indptr[i + 1] - f_indptr[i]
-        out = _offer(rs, ri, out, k, acc * priors[i], i)
+        row_d = f_dims[f_indptr[i]:f_indptr[i + 1]]
+        row_w = f_w[f_indptr[i]:f_indptr[i + 1]]
+        n = row_d.shape[0]
+        # four running sums: one would make every entry wait for the previous addition
+        s0 = s1 = s2 = s3 = np.float32(0.0)
+        q = 0
+        while q + 4 <= n:
+            s0 += u[row_d[q]] * row_w[q]
+            s1 += u[row_d[q + 1]] * row_w[q + 1]
+            s2 += u[row_d[q + 2]] * row_w[q + 2]
+            s3 += u[row_d[q + 3]] * row_w[q + 3]
+            q += 4
+        while q < n:
+            s0 += u[row_d[q]] * row_w[q]
+            q += 1
+        entries += n
+        out = _offer(rs, ri, out, k, ((s0 + s1) + (s2 + s3)) * priors[i], i)
     return out, entries
 
 
@@ -312,47 +369,73 @@ def _select_touched(acc, priors, touched, n_touched, item_mark, hs, hi, kk):
 
 
 @nb.njit(cache=True)
-def _select_blocks(acc, priors, block_mark, blocks, item_mark, hs, hi, kk):
+def _select_blocks(acc, priors, block_mark, blocks, item_mark, hs, hi, kk, sbuf, bkey):
     """Top-kk of the items in marked blocks into the heap (hs, hi), then untouched zeros if room; resets them.
 
-    ``blocks`` is scratch for the list of marked blocks. Returns (heap size,
-    items with a non-zero score).
+    ``blocks``, ``sbuf`` (scores) and ``bkey`` (block maxima) are scratch. Returns
+    (heap size, items with a non-zero score).
     """
     n_items = acc.shape[0]
-    size = 0
     nonzero = 0
     n_blocks = 0
     for b in range(block_mark.shape[0]):
-        if block_mark[b] != 0:
-            blocks[n_blocks] = b
-            n_blocks += 1
+        blocks[n_blocks] = b
+        n_blocks += block_mark[b] != 0
+    skey = sbuf.view(np.int32)
     for t in range(n_blocks):
         lo = blocks[t] << BLOCK_SHIFT
-        for i in range(lo, min(n_items, lo + (1 << BLOCK_SHIFT))):
-            a = acc[i]
-            if a == NEG_INF:
+        hi_ = min(n_items, lo + (1 << BLOCK_SHIFT))
+        a_blk = acc[lo:hi_]
+        p_blk = priors[lo:hi_]
+        s_blk = sbuf[lo:hi_]
+        nz = 0
+        for j in range(a_blk.shape[0]):
+            a = a_blk[j]
+            s = a * p_blk[j] + np.float32(0.0)  # + 0: no -0.0, whose key sorts below +0.0
+            s_blk[j] = NEG_INF if a == NEG_INF else s
+            nz += (s != 0.0) & (a != NEG_INF)
+        nonzero += nz
+        # block maximum over order-preserving integer keys of the float scores: vectorises
+        k_blk = skey[lo:hi_]
+        m = np.int32(-2147483648)
+        for j in range(k_blk.shape[0]):
+            b = k_blk[j]
+            key = b ^ ((b >> 31) & np.int32(0x7FFFFFFF))
+            m = max(m, key)
+        bkey[t] = m
+    # the kk-th largest block maximum bounds the kk-th best score from below: blocks and items under it cannot enter
+    floor_key = np.int32(-2147483648)
+    if n_blocks >= kk:
+        floor_key = np.partition(bkey[:n_blocks], n_blocks - kk)[n_blocks - kk]
+    size = 0
+    for t in range(n_blocks):
+        if bkey[t] < floor_key:
+            continue
+        lo = blocks[t] << BLOCK_SHIFT
+        hi_ = min(n_items, lo + (1 << BLOCK_SHIFT))
+        for i in range(lo, hi_):
+            b = skey[i]
+            if (b ^ ((b >> 31) & np.int32(0x7FFFFFFF))) < floor_key:
                 continue
-            s = a * priors[i]
-            nonzero += s != 0.0  # no branch: zero and non-zero scores mix at random in a block
+            s = sbuf[i]
+            if s == NEG_INF:
+                continue
             if size < kk or _better(s, i, hs[0], hi[0]):
                 size = _offer(hs, hi, size, kk, s, i)
     if size < kk or hs[0] <= 0.0:
         # items of unmarked blocks are untouched; those of marked blocks were all offered
         for t in range(n_blocks):
             lo = blocks[t] << BLOCK_SHIFT
-            for i in range(lo, min(n_items, lo + (1 << BLOCK_SHIFT))):
-                item_mark[i] = 1
+            item_mark[lo:min(n_items, lo + (1 << BLOCK_SHIFT))] = 1
         size = _offer_zeros(hs, hi, size, kk, acc, item_mark)
         for t in range(n_blocks):
             lo = blocks[t] << BLOCK_SHIFT
-            for i in range(lo, min(n_items, lo + (1 << BLOCK_SHIFT))):
-                item_mark[i] = 0
+            item_mark[lo:min(n_items, lo + (1 << BLOCK_SHIFT))] = 0
     for t in range(n_blocks):
         b = blocks[t]
         block_mark[b] = 0
         lo = b << BLOCK_SHIFT
-        for i in range(lo, min(n_items, lo + (1 << BLOCK_SHIFT))):
-            acc[i] = 0.0
+        acc[lo:min(n_items, lo + (1 << BLOCK_SHIFT))] = 0.0
     return size, nonzero
 
 
@@ -365,10 +448,11 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
     Returns (postings scanned, items with a non-zero score, entries read in all:
     encoder rows + postings + rescored rows). Exact path: the scatter-add marks the
     64-item block of every posting without a branch and the selection visits marked
-    blocks. Pruned path: touched items are listed and only they are visited. With
+    blocks. Pruned path: touched items are listed and only they are visited, or, past
+    n_items / 4 of them, their blocks are marked as on the exact path. With
     ``candidates`` > 0 that many items are kept by approximate score and rescored.
     """
-    u, dim_mark, dims, keep, limit, bounds, visit, acc, block_mark, item_mark, touched, hs, hi, rs, ri = scratch
+    u, dim_mark, dims, keep, limit, bounds, visit, acc, block_mark, item_mark, touched, hs, hi, rs, ri, sbuf, bkey = scratch
     # 1. encode u = x E, listing the touched dimensions without a branch (``dims`` has room for one more)
     nd = 0
     entries = 0
@@ -390,19 +474,28 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
     # 2. prune the query, 3. accumulate over the posting lists
     whole = query_dims <= 0 and query_mass <= 0.0 and budget <= 0
     kk = candidates if candidates > 0 else k
+    switch = acc.shape[0] >> SWITCH_SHIFT
     if prune > 0.0:
         if whole:  # every touched dimension, every list to its end: no selection pass
             postings, n_touched = _accumulate_pruned(u, dims, limit, nd, True, max_abs, v_indptr, v_items, v_w,
-                                                     prune, bounds, visit, acc, item_mark, touched)
+                                                     prune, bounds, visit, acc, item_mark, touched, block_mark, switch)
         else:
             n_keep = _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget, keep, limit)
             postings, n_touched = _accumulate_pruned(u, keep, limit, n_keep, False, max_abs, v_indptr, v_items,
-                                                     v_w, prune, bounds, visit, acc, item_mark, touched)
+                                                     v_w, prune, bounds, visit, acc, item_mark, touched, block_mark, switch)
         # 4. mask the history, 5. top-kk over the touched items
-        if exclude:
-            for h in range(q_items.shape[0]):
-                acc[q_items[h]] = NEG_INF
-        size, nonzero = _select_touched(acc, priors, touched, n_touched, item_mark, hs, hi, kk)
+        if n_touched >= 0:
+            if exclude:
+                for h in range(q_items.shape[0]):
+                    acc[q_items[h]] = NEG_INF
+            size, nonzero = _select_touched(acc, priors, touched, n_touched, item_mark, hs, hi, kk)
+        else:
+            if exclude:
+                for h in range(q_items.shape[0]):
+                    i = q_items[h]
+                    acc[i] = NEG_INF
+                    block_mark[i >> BLOCK_SHIFT] = 1
+            size, nonzero = _select_blocks(acc, priors, block_mark, touched, item_mark, hs, hi, kk, sbuf, bkey)
     else:
         n_keep = _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget, keep, limit)
         postings = _accumulate(u, keep, limit, n_keep, v_indptr, v_items, v_w, acc, block_mark)
@@ -412,7 +505,7 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
                 acc[i] = NEG_INF
                 block_mark[i >> BLOCK_SHIFT] = 1
         # the list of marked blocks reuses ``touched``
-        size, nonzero = _select_blocks(acc, priors, block_mark, touched, item_mark, hs, hi, kk)
+        size, nonzero = _select_blocks(acc, priors, block_mark, touched, item_mark, hs, hi, kk, sbuf, bkey)
     if exclude:
         for h in range(q_items.shape[0]):
             acc[q_items[h]] = 0.0
@@ -453,7 +546,8 @@ def new_scratch(n_items, n_dims, k, candidates):
             np.zeros(n_blocks, dtype=np.uint8), np.zeros(n_items, dtype=np.uint8),
             np.empty(max(n_items, n_blocks) + 1, dtype=np.int32),
             np.empty(kk, dtype=np.float32), np.empty(kk, dtype=np.int64),
-            np.empty(k, dtype=np.float32), np.empty(k, dtype=np.int64))
+            np.empty(k, dtype=np.float32), np.empty(k, dtype=np.int64),
+            np.empty(n_items, dtype=np.float32), np.empty(n_blocks, dtype=np.int32))
 
 
 @nb.njit(cache=True)
