@@ -15,6 +15,10 @@ heads and rows are prefetched ahead of use, and the touched lists (dimensions,
 items) are appended to without a branch.
 Per-thread scratch (accumulator, block flags, user vector) is reused across the
 queries a thread answers and reset only where it was written.
+Every loop that runs once per entry (encoder row, posting, rescored row) indexes with
+unsigned integers: item and dimension ids arrive as uint32 views and positions as
+uint64, so numba emits no negative-index wraparound code there. Mixing uint64 with a
+signed integer gives float64 in numba, so those loops use the unsigned constants below.
 """
 
 from __future__ import annotations
@@ -29,7 +33,13 @@ PREFETCH = 8  # posting lists fetched ahead of the one being scanned
 SWITCH_SHIFT = 2  # pruned queries mark blocks, not items, once they touched n_items / 4
 HEAP_FRACTION = 8  # _top_positions keeps m of n in a heap when m <= n / 8
 LINE = 16  # 4-byte entries per 64-byte cache line
+DENSE_SHIFT = 3  # exact queries planning n_items / 8 postings or more skip block marks: every block is visited
 NEG_INF = np.float32(-np.inf)
+U1 = np.uint64(1)
+U2 = np.uint64(2)
+U3 = np.uint64(3)
+U4 = np.uint64(4)
+U_BLOCK_SHIFT = np.uint32(BLOCK_SHIFT)
 
 
 @nb.njit(cache=True, inline="always")
@@ -229,7 +239,7 @@ def _accumulate_pruned(u, keep, limit, n_keep, whole, max_abs, v_indptr, v_items
         visit[n_visit] = j
         n_visit += (bounds[j] >= tau) & (bounds[j] != 0.0)
     postings = 0
-    n_touched = 0
+    n_touched = np.uint64(0)
     for t in range(n_visit):
         # a list's head is a cache miss: fetch the one PREFETCH lists ahead
         if t + PREFETCH < n_visit:
@@ -241,8 +251,8 @@ def _accumulate_pruned(u, keep, limit, n_keep, whole, max_abs, v_indptr, v_items
         ud = u[d]
         cut = tau / abs(ud)
         start = v_indptr[d]
-        stop = v_indptr[d + 1] if whole else start + limit[j]
-        p = start
+        p = np.uint64(start)
+        stop = np.uint64(v_indptr[d + 1] if whole else start + limit[j])
         if n_touched < switch:
             while p < stop:
                 w = v_w[p]
@@ -252,9 +262,9 @@ def _accumulate_pruned(u, keep, limit, n_keep, whole, max_abs, v_indptr, v_items
                 acc[i] += ud * w
                 # branch-free append of first touches (``touched`` has room for one more)
                 touched[n_touched] = i
-                n_touched += 1 - item_mark[i]
+                n_touched += U1 - item_mark[i]
                 item_mark[i] = 1
-                p += 1
+                p += U1
         else:  # many items touched: mark their blocks instead, cheaper per posting and to select from
             while p < stop:
                 w = v_w[p]
@@ -262,33 +272,45 @@ def _accumulate_pruned(u, keep, limit, n_keep, whole, max_abs, v_indptr, v_items
                     break
                 i = v_items[p]
                 acc[i] += ud * w
-                block_mark[i >> BLOCK_SHIFT] = 1
-                p += 1
-        postings += p - start
+                block_mark[i >> U_BLOCK_SHIFT] = 1
+                p += U1
+        postings += np.int64(p) - start
     if n_touched < switch:
-        return postings, n_touched
+        return postings, np.int64(n_touched)
     for t in range(n_touched):  # hand the listed items over to the blocks
         i = touched[t]
         item_mark[i] = 0
-        block_mark[i >> BLOCK_SHIFT] = 1
-    return postings, -1
+        block_mark[i >> U_BLOCK_SHIFT] = 1
+    return postings, np.int64(-1)
 
 
 @nb.njit(cache=True)
 def _accumulate(u, keep, limit, n_keep, v_indptr, v_items, v_w, acc, block_mark):
-    """Scatter-add the chosen posting-list prefixes, marking each posting's item block; returns postings."""
-    postings = 0
+    """Scatter-add the chosen posting-list prefixes; returns postings.
+
+    A query planning n_items / 8 postings or more touches nearly every 64-item
+    block: it marks them all at once. A sparser one marks each posting's block.
+    """
+    planned = 0
+    for j in range(n_keep):
+        planned += limit[j]
+    dense = planned >= acc.shape[0] >> DENSE_SHIFT
     for j in range(n_keep):
         d = keep[j]
         ud = u[d]
-        start = v_indptr[d]
-        stop = start + limit[j]
-        postings += stop - start
-        for p in range(start, stop):
-            i = v_items[p]
-            acc[i] += ud * v_w[p]
-            block_mark[i >> BLOCK_SHIFT] = 1
-    return postings
+        start = np.uint64(v_indptr[d])
+        stop = start + np.uint64(limit[j])
+        if dense:
+            for p in range(start, stop):
+                acc[v_items[p]] += ud * v_w[p]
+        else:
+            for p in range(start, stop):
+                i = v_items[p]
+                acc[i] += ud * v_w[p]
+                block_mark[i >> U_BLOCK_SHIFT] = 1
+    if dense:
+        block_mark[:] = 1
+    return planned
 
 
 @nb.njit(cache=True)
@@ -320,22 +342,20 @@ def _rescore(hs, hi, size, u, f_indptr, f_dims, f_w, priors, k, rs, ri):
             prefetch(f_w, p)
     for t in range(size):
         i = hi[t]
-        row_d = f_dims[f_indptr[i]:f_indptr[i + 1]]
-        row_w = f_w[f_indptr[i]:f_indptr[i + 1]]
-        n = row_d.shape[0]
+        q = np.uint64(f_indptr[i])
+        stop = np.uint64(f_indptr[i + 1])
         # four running sums: one would make every entry wait for the previous addition
         s0 = s1 = s2 = s3 = np.float32(0.0)
-        q = 0
-        while q + 4 <= n:
-            s0 += u[row_d[q]] * row_w[q]
-            s1 += u[row_d[q + 1]] * row_w[q + 1]
-            s2 += u[row_d[q + 2]] * row_w[q + 2]
-            s3 += u[row_d[q + 3]] * row_w[q + 3]
-            q += 4
-        while q < n:
-            s0 += u[row_d[q]] * row_w[q]
-            q += 1
-        entries += n
+        while q + U4 <= stop:
+            s0 += u[f_dims[q]] * f_w[q]
+            s1 += u[f_dims[q + U1]] * f_w[q + U1]
+            s2 += u[f_dims[q + U2]] * f_w[q + U2]
+            s3 += u[f_dims[q + U3]] * f_w[q + U3]
+            q += U4
+        while q < stop:
+            s0 += u[f_dims[q]] * f_w[q]
+            q += U1
+        entries += f_indptr[i + 1] - f_indptr[i]
         out = _offer(rs, ri, out, k, ((s0 + s1) + (s2 + s3)) * priors[i], i)
     return out, entries
 
@@ -454,7 +474,7 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
     """
     u, dim_mark, dims, keep, limit, bounds, visit, acc, block_mark, item_mark, touched, hs, hi, rs, ri, sbuf, bkey = scratch
     # 1. encode u = x E, listing the touched dimensions without a branch (``dims`` has room for one more)
-    nd = 0
+    n_listed = np.uint64(0)
     entries = 0
     for h in range(q_items.shape[0]):  # the history's encoder rows are cache misses: ask for all at once
         j = q_items[h]
@@ -465,16 +485,17 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
         j = q_items[h]
         w = q_weights[h]
         entries += e_indptr[j + 1] - e_indptr[j]
-        for p in range(e_indptr[j], e_indptr[j + 1]):
+        for p in range(np.uint64(e_indptr[j]), np.uint64(e_indptr[j + 1])):
             d = e_dims[p]
-            dims[nd] = d
-            nd += 1 - dim_mark[d]
+            dims[n_listed] = d
+            n_listed += U1 - dim_mark[d]
             dim_mark[d] = 1
             u[d] += w * e_w[p]
+    nd = np.int64(n_listed)
     # 2. prune the query, 3. accumulate over the posting lists
     whole = query_dims <= 0 and query_mass <= 0.0 and budget <= 0
     kk = candidates if candidates > 0 else k
-    switch = acc.shape[0] >> SWITCH_SHIFT
+    switch = np.uint64(acc.shape[0] >> SWITCH_SHIFT)
     if prune > 0.0:
         if whole:  # every touched dimension, every list to its end: no selection pass
             postings, n_touched = _accumulate_pruned(u, dims, limit, nd, True, max_abs, v_indptr, v_items, v_w,
@@ -540,11 +561,11 @@ def new_scratch(n_items, n_dims, k, candidates):
     n_blocks = (n_items >> BLOCK_SHIFT) + 1
     kk = max(k, candidates)
     return (np.zeros(n_dims, dtype=np.float32), np.zeros(n_dims, dtype=np.uint8),
-            np.empty(n_dims + 1, dtype=np.int32), np.empty(n_dims, dtype=np.int32),
+            np.empty(n_dims + 1, dtype=np.uint32), np.empty(n_dims, dtype=np.uint32),
             np.empty(n_dims, dtype=np.int64), np.empty(n_dims, dtype=np.float32), np.empty(n_dims + 1, dtype=np.int32),
             np.zeros(n_items, dtype=np.float32),
             np.zeros(n_blocks, dtype=np.uint8), np.zeros(n_items, dtype=np.uint8),
-            np.empty(max(n_items, n_blocks) + 1, dtype=np.int32),
+            np.empty(max(n_items, n_blocks) + 1, dtype=np.uint32),
             np.empty(kk, dtype=np.float32), np.empty(kk, dtype=np.int64),
             np.empty(k, dtype=np.float32), np.empty(k, dtype=np.int64),
             np.empty(n_items, dtype=np.float32), np.empty(n_blocks, dtype=np.int32))

@@ -58,6 +58,10 @@ class SparseIndex(HistoryEncoder):
         self.manifest = manifest
         self._tables = tables  # keeps the memory maps alive while the arrays are in use
         self._local = threading.local()  # per-thread query buffers, reused across single-thread calls
+        f_indptr, f_dims, f_weights = forward or (e_indptr, e_dims, e_weights)
+        # what the kernels read, ids as unsigned views (no copy): see kernels' module docstring
+        self._engine_arrays = (e_indptr, _unsigned(e_dims), e_weights, v_indptr, _unsigned(v_items), v_weights,
+                               max_abs, priors, f_indptr, _unsigned(f_dims), f_weights)
         super().__init__(item_ids)
 
     @property
@@ -222,10 +226,8 @@ class SparseIndex(HistoryEncoder):
         postings = np.zeros(n, dtype=np.int64)
         nonzero = np.zeros(n, dtype=np.int64)
         entries = np.zeros(n, dtype=np.int64)
-        f_indptr, f_dims, f_weights = self.forward or (self.e_indptr, self.e_dims, self.e_weights)
-        args = (np.asarray(Q.indptr, np.int64), np.asarray(Q.indices, np.int32), np.asarray(Q.data, np.float32),
-                self.e_indptr, self.e_dims, self.e_weights, self.v_indptr, self.v_items, self.v_weights,
-                self.max_abs, self.priors, f_indptr, f_dims, f_weights, k,
+        args = (np.asarray(Q.indptr, np.int64), _unsigned(np.asarray(Q.indices, np.int32)),
+                np.asarray(Q.data, np.float32), *self._engine_arrays, k,
                 query_dims or 0, float(query_mass or 0.0), budget or 0, np.float32(prune or 0.0), int(candidates),
                 bool(exclude_history), scores, ids, postings, nonzero, entries)
         threads = _threads(threads, n)
@@ -250,6 +252,11 @@ class SparseIndex(HistoryEncoder):
             local.scratch = kernels.new_scratch(self.n_items, self.n_dims, k, candidates)
             local.key = (k, candidates)
         return local.scratch
+
+
+def _unsigned(ids: np.ndarray) -> np.ndarray:
+    """Non-negative int32 ids as a uint32 view."""
+    return ids.view(np.uint32)
 
 
 def _check_options(k, query_dims, query_mass, budget, prune, candidates):
