@@ -215,15 +215,17 @@ def _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget,
 
 @nb.njit(cache=True)
 def _accumulate_pruned(u, keep, limit, n_keep, whole, max_abs, v_indptr, v_items, v_w, prune, bounds, visit,
-                       acc, item_mark, touched, block_mark, switch):
+                       acc, touched, block_mark, switch):
     """Scatter-add only postings with |u_d * v| >= prune * max_d |u_d| max|V_d|, listing touched items.
 
     ``whole``: scan the kept lists to their end (``limit`` unused). Each dimension's
     bound |u_d| max|V_d| is computed once (into ``bounds``); lists below the
-    threshold are skipped without touching them. Once ``switch`` items are listed,
-    the rest of the scan marks item blocks instead and the listed items are handed
-    over to their blocks. Returns (postings scanned, items listed, or -1 when the
-    touched items are in ``block_mark``).
+    threshold are skipped without touching them. An item is listed when a posting
+    finds its score at 0: a first touch, or (rarely) a sum back at exactly 0, so an
+    item may be listed twice and the selection takes each once. Once ``switch``
+    items are listed, the rest of the scan marks item blocks instead and the listed
+    items are handed over to their blocks. Returns (postings scanned, items listed,
+    or -1 when the touched items are in ``block_mark``).
     """
     top = np.float32(0.0)
     for j in range(n_keep):
@@ -259,11 +261,12 @@ def _accumulate_pruned(u, keep, limit, n_keep, whole, max_abs, v_indptr, v_items
                 if abs(w) < cut:
                     break
                 i = v_items[p]
-                acc[i] += ud * w
-                # branch-free append of first touches (``touched`` has room for one more)
+                # branch-free append of first touches (``touched`` has room for one more); testing the
+                # score itself, not a flag array, spares a load that waits on the previous posting's store
+                a = acc[i]
                 touched[n_touched] = i
-                n_touched += U1 - item_mark[i]
-                item_mark[i] = 1
+                n_touched += np.uint64(a == 0.0)
+                acc[i] = a + ud * w
                 p += U1
         else:  # many items touched: mark their blocks instead, cheaper per posting and to select from
             while p < stop:
@@ -278,9 +281,7 @@ def _accumulate_pruned(u, keep, limit, n_keep, whole, max_abs, v_indptr, v_items
     if n_touched < switch:
         return postings, np.int64(n_touched)
     for t in range(n_touched):  # hand the listed items over to the blocks
-        i = touched[t]
-        item_mark[i] = 0
-        block_mark[i >> U_BLOCK_SHIFT] = 1
+        block_mark[touched[t] >> U_BLOCK_SHIFT] = 1
     return postings, np.int64(-1)
 
 
@@ -361,30 +362,30 @@ def _rescore(hs, hi, size, u, f_indptr, f_dims, f_w, priors, k, rs, ri):
 
 
 @nb.njit(cache=True)
-def _select_touched(acc, priors, touched, n_touched, item_mark, hs, hi, kk):
+def _select_touched(acc, priors, touched, n_touched, no_skip, hs, hi, kk):
     """Top-kk of the listed items into the heap (hs, hi), then untouched zeros if room; resets them.
 
-    Returns (heap size, items with a non-zero score).
+    Each listed item's score is consumed (set to -inf) as it is offered, so an item
+    listed twice is offered once and the zeros pass skips it. ``no_skip`` is an
+    all-zero flag array. Returns (heap size, items with a non-zero score).
     """
     size = 0
     nonzero = 0
     for t in range(n_touched):
         i = touched[t]
         a = acc[i]
-        if a == NEG_INF:
+        acc[i] = NEG_INF
+        if a == NEG_INF:  # a history item, or listed before
             continue
         s = a * priors[i]
-        if s != 0.0:
-            nonzero += 1
+        nonzero += s != 0.0
         # test against the heap's worst first: most items fail it, and the call is costly
         if size < kk or _better(s, i, hs[0], hi[0]):
             size = _offer(hs, hi, size, kk, s, i)
     if size < kk or hs[0] <= 0.0:
-        size = _offer_zeros(hs, hi, size, kk, acc, item_mark)
+        size = _offer_zeros(hs, hi, size, kk, acc, no_skip)
     for t in range(n_touched):
-        i = touched[t]
-        acc[i] = 0.0
-        item_mark[i] = 0
+        acc[touched[t]] = 0.0
     return size, nonzero
 
 
@@ -499,11 +500,11 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
     if prune > 0.0:
         if whole:  # every touched dimension, every list to its end: no selection pass
             postings, n_touched = _accumulate_pruned(u, dims, limit, nd, True, max_abs, v_indptr, v_items, v_w,
-                                                     prune, bounds, visit, acc, item_mark, touched, block_mark, switch)
+                                                     prune, bounds, visit, acc, touched, block_mark, switch)
         else:
             n_keep = _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget, keep, limit)
             postings, n_touched = _accumulate_pruned(u, keep, limit, n_keep, False, max_abs, v_indptr, v_items,
-                                                     v_w, prune, bounds, visit, acc, item_mark, touched, block_mark, switch)
+                                                     v_w, prune, bounds, visit, acc, touched, block_mark, switch)
         # 4. mask the history, 5. top-kk over the touched items
         if n_touched >= 0:
             if exclude:
@@ -565,7 +566,9 @@ def new_scratch(n_items, n_dims, k, candidates):
             np.empty(n_dims, dtype=np.int64), np.empty(n_dims, dtype=np.float32), np.empty(n_dims + 1, dtype=np.int32),
             np.zeros(n_items, dtype=np.float32),
             np.zeros(n_blocks, dtype=np.uint8), np.zeros(n_items, dtype=np.uint8),
-            np.empty(max(n_items, n_blocks) + 1, dtype=np.uint32),
+            # touched items: a pruned query lists below n_items >> SWITCH_SHIFT before a list, at most n_items in
+            # it, plus the spare slot of the branch-free append; the same buffer lists marked blocks
+            np.empty(n_items + (n_items >> SWITCH_SHIFT) + n_blocks + 1, dtype=np.uint32),
             np.empty(kk, dtype=np.float32), np.empty(kk, dtype=np.int64),
             np.empty(k, dtype=np.float32), np.empty(k, dtype=np.int64),
             np.empty(n_items, dtype=np.float32), np.empty(n_blocks, dtype=np.int32))
