@@ -253,41 +253,55 @@ def _to_matrix(path, users, items, weights, item_ids, user_ids, skip_unknown, li
     return out
 
 
+class IdLookup:
+    """Internal indices of external ids in one id space, sorted once and reused across lookups."""
+
+    def __init__(self, space: np.ndarray):
+        self.space = np.asarray(space)
+        self._order = np.argsort(self.space, kind="stable")
+        self._sorted = self.space[self._order]
+        if self.space.dtype.kind in "USO":
+            self._sorted = self._sorted.astype(str)
+
+    def find(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of ``ids`` (already of the space's kind) and a mask of those found."""
+        if self._sorted.dtype.kind != ids.dtype.kind:
+            try:
+                ids = ids.astype(self._sorted.dtype)
+            except ValueError:
+                return np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=bool)
+        if not len(self._sorted):
+            return np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=bool)
+        pos = np.minimum(np.searchsorted(self._sorted, ids), len(self._sorted) - 1)
+        return self._order[pos].astype(np.int64), self._sorted[pos] == ids
+
+    def lookup(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``find``, for ids as users give them (strings are coerced to the space's type)."""
+        ids = np.asarray(ids)
+        if self.space.dtype.kind in "iu" and ids.dtype.kind in "USO":
+            parsed = np.empty(len(ids), dtype=np.int64)
+            ok = np.ones(len(ids), dtype=bool)
+            for i, v in enumerate(ids.tolist()):
+                try:
+                    parsed[i] = int(v)
+                except (TypeError, ValueError):
+                    ok[i] = False
+                    parsed[i] = 0
+            idx, found = self.find(parsed)
+            return idx, found & ok
+        if self.space.dtype.kind in "USO":
+            ids = ids.astype(str)
+        return self.find(_normalise_ids(ids))
+
+
 def _lookup(space: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Positions of ``ids`` in the id array ``space`` and a mask of those found."""
-    space = np.asarray(space)
-    if space.dtype.kind != ids.dtype.kind:
-        try:
-            ids = ids.astype(space.dtype)
-        except ValueError:
-            return np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=bool)
-    order = np.argsort(space, kind="stable")
-    sorted_space = space[order]
-    pos = np.searchsorted(sorted_space, ids)
-    pos = np.minimum(pos, len(space) - 1) if len(space) else pos
-    found = (sorted_space[pos] == ids) if len(space) else np.zeros(len(ids), dtype=bool)
-    return order[pos].astype(np.int64), found
+    return IdLookup(space).find(ids)
 
 
 def lookup_ids(space: np.ndarray, ids) -> tuple[np.ndarray, np.ndarray]:
     """Internal indices of external ``ids`` in ``space`` (strings are coerced to the space's type)."""
-    ids = np.asarray(ids)
-    space = np.asarray(space)
-    if space.dtype.kind in "iu" and ids.dtype.kind in "USO":
-        parsed = np.empty(len(ids), dtype=np.int64)
-        ok = np.ones(len(ids), dtype=bool)
-        for i, v in enumerate(ids.tolist()):
-            try:
-                parsed[i] = int(v)
-            except (TypeError, ValueError):
-                ok[i] = False
-                parsed[i] = 0
-        idx, found = _lookup(space, parsed)
-        return idx, found & ok
-    if space.dtype.kind in "USO":
-        ids = ids.astype(str)
-        space = space.astype(str)
-    return _lookup(space, _normalise_ids(ids))
+    return IdLookup(space).lookup(ids)
 
 
 def as_matrix(X, item_ids=None) -> tuple[sp.csr_matrix, np.ndarray]:

@@ -371,3 +371,61 @@ def test_bad_pruning_options_are_refused(options, message):
     index = Index.build(random_factors(1, 30, 10, 0.3))
     with pytest.raises(DataError, match=message):
         index.search([[0]], 10, **options)
+
+
+def integer_factors(seed, n_items, n_dims, density):
+    """Weights in {-2, -1, 1, 2}: partial sums often cancel to exactly 0."""
+    rng = np.random.default_rng(seed)
+
+    def draw(n):
+        return rng.choice([-2.0, -1.0, 1.0, 2.0], size=n)
+
+    E = sp.random(n_items, n_dims, density=density, random_state=rng, format="csr", data_rvs=draw)
+    V = sp.random(n_items, n_dims, density=density, random_state=rng, format="csr", data_rvs=draw)
+    return Factors(encoder=E, embeddings=V, priors=np.ones(n_items), item_ids=np.arange(n_items))
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10_000), n_items=st.integers(2, 80), n_dims=st.integers(2, 30),
+       density=st.floats(0.05, 0.6), k=st.integers(1, 10), candidates=st.integers(0, 30))
+def test_pruned_path_with_exact_cancellations_equals_brute_force(seed, n_items, n_dims, density, k, candidates):
+    # the pruned path lists an item when its score is found at 0: a sum back at exactly 0 lists it again,
+    # and it must still be answered once, with its full score
+    f = integer_factors(seed, n_items, n_dims, density)
+    Q = random_histories(seed, 6, n_items, min(4, n_items))
+    options = {"prune": 1e-9, "candidates": max(k, candidates) if candidates else None}
+    res = Index.build(f).search_detailed(Q, k, threads=1, **options)
+    all_scores = f.dense_scores(Q)
+    ref_scores, ref_ids = brute_force_topk(all_scores, Q, k)
+    assert_same_answers(res.scores, res.ids, ref_scores, ref_ids, all_scores, Q)
+    masked = np.where(Q.toarray() != 0, 0.0, all_scores)
+    assert res.nonzero.tolist() == list((masked != 0).sum(axis=1))
+
+
+def test_an_item_whose_score_returns_to_zero_is_answered_once():
+    # item 0 gets +1 (d0), -1 (d1), then +0.5 (d2): listed at the first and the third posting; 40 items
+    # keep the query on the listing path (it marks blocks once it has touched n_items / 4)
+    n_items = 40
+    V = np.zeros((n_items, 3))
+    V[:3] = [[1.0, -1.0, 0.5], [0.0, 0.0, 0.2], [0.1, 0.0, 0.0]]
+    E = np.zeros((n_items, 3))
+    E[2] = 1.0
+    f = Factors(encoder=sp.csr_matrix(E), embeddings=sp.csr_matrix(V), priors=np.ones(n_items),
+                item_ids=np.arange(n_items) + 10)
+    index = Index.build(f)
+    for candidates in (None, 3):
+        res = index.search_detailed([[12]], 3, prune=1e-9, candidates=candidates, threads=1)
+        assert res.ids[0].tolist() == [0, 1, 3]  # then the untouched zeros, lowest index first
+        assert np.allclose(res.scores[0], [0.5, 0.2, 0.0])
+        assert res.nonzero[0] == 2 and res.postings[0] == 5
+
+
+def test_histories_of_external_ids_count_each_item_once_in_any_order():
+    f = random_factors(9, 50, 12, 0.3)
+    index = Index.build(f)
+    a = index.search_detailed([[30, 10, 30, 20]], 5)
+    b = index.search_detailed([[10, 20, 30]], 5)
+    assert np.array_equal(a.ids, b.ids) and np.array_equal(a.scores, b.scores)
+    rows = index.query_rows([[30, 10, 30], [], ["20"]])
+    assert rows.indptr.tolist() == [0, 2, 2, 3] and rows.indices.tolist() == [1, 3, 2]
+    assert rows.empty().tolist() == [False, True, False]

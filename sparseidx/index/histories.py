@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import scipy.sparse as sp
 
-from ..data import lookup_ids, show_id
+from ..data import IdLookup, show_id
 from ..errors import DataError, UnknownItemError
 from ..progress import log
+
+
+class QueryRows(NamedTuple):
+    """Histories as CSR arrays over the index's items: what the engines read."""
+
+    indptr: np.ndarray  # int64, one more than the number of queries
+    indices: np.ndarray  # int32 item indices, sorted and unique within a row
+    data: np.ndarray  # float32 weights
+
+    @property
+    def n(self) -> int:
+        return len(self.indptr) - 1
+
+    def empty(self) -> np.ndarray:
+        """Rows with no items."""
+        return self.indptr[1:] == self.indptr[:-1]
 
 
 class HistoryEncoder:
@@ -15,6 +33,7 @@ class HistoryEncoder:
 
     def __init__(self, item_ids: np.ndarray):
         self.item_ids = item_ids
+        self._id_lookup = None  # built on the first history given as external ids
 
     @property
     def n_items(self) -> int:  # pragma: no cover - overridden by every backend
@@ -27,35 +46,47 @@ class HistoryEncoder:
         warning when ``skip_unknown`` is set.
         """
         if sp.issparse(histories):
-            if histories.shape[1] != self.n_items:
-                raise DataError(f"histories have {histories.shape[1]} item columns but the index has "
-                                f"{self.n_items} items")
-            if histories.format == "csr" and histories.dtype == np.float32 and histories.has_sorted_indices:
-                return histories  # already in query form: no copy on the single-query path
-            Q = sp.csr_matrix(histories, dtype=np.float32)
-            Q.sort_indices()
-            return Q
+            return self._sparse_rows(histories)
+        rows = self.query_rows(histories, skip_unknown)
+        return sp.csr_matrix((rows.data, rows.indices, rows.indptr), shape=(rows.n, self.n_items))
+
+    def query_rows(self, histories, skip_unknown: bool = False) -> QueryRows:
+        """``histories_matrix`` as bare CSR arrays (no scipy object on the single-query path)."""
+        if sp.issparse(histories):
+            Q = self._sparse_rows(histories)
+            return QueryRows(np.asarray(Q.indptr, np.int64), np.asarray(Q.indices, np.int32),
+                             np.asarray(Q.data, np.float32))
         if isinstance(histories, np.ndarray) and histories.ndim == 2 and histories.dtype.kind == "f":
-            return self.histories_matrix(sp.csr_matrix(histories), skip_unknown)
+            return self.query_rows(sp.csr_matrix(histories), skip_unknown)
         rows = [np.asarray(h).ravel() for h in histories]
         lengths = np.array([len(r) for r in rows], dtype=np.int64)
         flat = np.concatenate(rows) if len(rows) and lengths.sum() else np.empty(0, dtype=np.int64)
-        idx, found = lookup_ids(self.item_ids, flat) if len(flat) else (np.empty(0, np.int64), np.empty(0, bool))
+        if self._id_lookup is None:
+            self._id_lookup = IdLookup(self.item_ids)
+        idx, found = self._id_lookup.lookup(flat) if len(flat) else (np.empty(0, np.int64), np.empty(0, bool))
+        row_of = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
         if not found.all():
             unknown = flat[~found]
             bare = self.item_ids.dtype.kind in "iu"  # integer ids read best without quotes
             shown = ", ".join(str(x) if bare else show_id(x) for x in unknown[:5])
             more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-            query_of = np.repeat(np.arange(len(rows)), lengths)[~found]
             if not skip_unknown:
-                raise UnknownItemError(f"unknown item id(s) {shown}{more} (query {int(query_of[0]) + 1}); "
+                raise UnknownItemError(f"unknown item id(s) {shown}{more} (query {int(row_of[~found][0]) + 1}); "
                                        "use --skip-unknown to ignore them")
             log.warning("Warning: skipped %d unknown item id(s): %s%s", len(unknown), shown, more)
-        row_of = np.repeat(np.arange(len(rows)), lengths)
-        Q = sp.csr_matrix((np.ones(int(found.sum()), dtype=np.float32), (row_of[found], idx[found])),
-                          shape=(len(rows), self.n_items))
-        Q.sum_duplicates()
-        Q.data[:] = 1.0
+        # one (row, item) key per entry: sorted and deduplicated, a repeated item counts once
+        keys = np.unique(row_of[found] * self.n_items + idx[found])
+        indptr = np.searchsorted(keys, np.arange(len(rows) + 1, dtype=np.int64) * self.n_items)
+        return QueryRows(indptr.astype(np.int64), (keys % max(self.n_items, 1)).astype(np.int32),
+                         np.ones(len(keys), dtype=np.float32))
+
+    def _sparse_rows(self, histories) -> sp.csr_matrix:
+        if histories.shape[1] != self.n_items:
+            raise DataError(f"histories have {histories.shape[1]} item columns but the index has "
+                            f"{self.n_items} items")
+        if histories.format == "csr" and histories.dtype == np.float32 and histories.has_sorted_indices:
+            return histories  # already in query form: no copy on the single-query path
+        Q = sp.csr_matrix(histories, dtype=np.float32)
         Q.sort_indices()
         return Q
 

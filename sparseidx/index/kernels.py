@@ -577,40 +577,45 @@ def new_scratch(n_items, n_dims, k, candidates):
 @nb.njit(cache=True)
 def search_range(scratch, start, stop, step, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
                  v_indptr, v_items, v_w, max_abs, priors, f_indptr, f_dims, f_w,
-                 k, query_dims, query_mass, budget, prune, candidates, exclude,
-                 out_scores, out_ids, out_postings, out_nonzero, out_entries):
+                 k, query_dims, query_mass, budget, prune, candidates, exclude, out_scores, out_ids, out_stats):
     """Answer queries start, start + step, ... below stop (rows of a CSR history matrix) on one thread.
 
-    ``scratch`` is this thread's ``new_scratch``.
+    ``scratch`` is this thread's ``new_scratch``; ``out_stats`` rows receive postings
+    scanned, items with a non-zero score and entries read. Returns how many of the
+    histories were empty (their rows are left for the caller to fill).
     """
+    empty = 0
     for q in range(start, stop, step):
         a, b = q_indptr[q], q_indptr[q + 1]
+        empty += a == b
         p, nz, ent = _answer(q_items[a:b], q_weights[a:b], e_indptr, e_dims, e_w, v_indptr, v_items, v_w,
                              max_abs, priors, f_indptr, f_dims, f_w, k, query_dims, query_mass, budget,
                              prune, candidates, exclude, scratch, out_scores[q], out_ids[q])
-        out_postings[q] = p
-        out_nonzero[q] = nz
-        out_entries[q] = ent
+        out_stats[0, q] = p
+        out_stats[1, q] = nz
+        out_stats[2, q] = ent
+    return empty
 
 
 @nb.njit(parallel=True, cache=True)
 def search_parallel(n_chunks, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
                     v_indptr, v_items, v_w, max_abs, priors, f_indptr, f_dims, f_w,
-                    k, query_dims, query_mass, budget, prune, candidates, exclude,
-                    out_scores, out_ids, out_postings, out_nonzero, out_entries):
-    """Answer all queries in parallel, results in input order.
+                    k, query_dims, query_mass, budget, prune, candidates, exclude, out_scores, out_ids, out_stats):
+    """Answer all queries in parallel, results in input order; returns how many histories were empty.
 
     Chunk c answers queries c, c + n_chunks, c + 2 n_chunks, ...: interleaving keeps the
     chunks' work even when query cost drifts along the input (histories sorted by user,
     say), which contiguous ranges under static scheduling do not.
     """
     n_q = q_indptr.shape[0] - 1
+    empty = 0
     for c in nb.prange(n_chunks):
         scratch = new_scratch(priors.shape[0], v_indptr.shape[0] - 1, k, candidates)
-        search_range(scratch, c, n_q, n_chunks, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
-                     v_indptr, v_items, v_w, max_abs, priors, f_indptr, f_dims, f_w,
-                     k, query_dims, query_mass, budget, prune, candidates, exclude,
-                     out_scores, out_ids, out_postings, out_nonzero, out_entries)
+        empty += search_range(scratch, c, n_q, n_chunks, q_indptr, q_items, q_weights, e_indptr, e_dims, e_w,
+                              v_indptr, v_items, v_w, max_abs, priors, f_indptr, f_dims, f_w,
+                              k, query_dims, query_mass, budget, prune, candidates, exclude,
+                              out_scores, out_ids, out_stats)
+    return empty
 
 
 @nb.njit(cache=True)

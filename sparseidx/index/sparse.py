@@ -216,34 +216,31 @@ class SparseIndex(HistoryEncoder):
         """Like ``search`` but also returns popularity flags, postings scanned and coverage."""
         if ef_search is not None or nprobe is not None:
             raise DataError("--ef-search and --nprobe apply to FAISS indexes; this index is sparse")
-        Q = self.histories_matrix(histories, skip_unknown=skip_unknown)
+        rows = self.query_rows(histories, skip_unknown=skip_unknown)
         _check_options(k, query_dims, query_mass, budget, prune, candidates)
         if candidates is None:
             candidates = 2 * k if prune else 0
-        n = Q.shape[0]
+        n = rows.n
         scores = np.empty((n, k), dtype=np.float32)
         ids = np.empty((n, k), dtype=np.int64)
-        postings = np.zeros(n, dtype=np.int64)
-        nonzero = np.zeros(n, dtype=np.int64)
-        entries = np.zeros(n, dtype=np.int64)
-        args = (np.asarray(Q.indptr, np.int64), _unsigned(np.asarray(Q.indices, np.int32)),
-                np.asarray(Q.data, np.float32), *self._engine_arrays, k,
+        stats = np.empty((3, n), dtype=np.int64)  # postings, nonzero, entries
+        args = (rows.indptr, _unsigned(rows.indices), rows.data, *self._engine_arrays, k,
                 query_dims or 0, float(query_mass or 0.0), budget or 0, np.float32(prune or 0.0), int(candidates),
-                bool(exclude_history), scores, ids, postings, nonzero, entries)
+                bool(exclude_history), scores, ids, stats)
         threads = _threads(threads, n)
         if threads == 1:
-            kernels.search_range(self._scratch(k, int(candidates)), 0, n, 1, *args)
+            empty = kernels.search_range(self._scratch(k, int(candidates)), 0, n, 1, *args)
         else:
             previous = numba.get_num_threads()
             numba.set_num_threads(threads)
             try:
-                kernels.search_parallel(threads, *args)
+                empty = kernels.search_parallel(threads, *args)
             finally:
                 numba.set_num_threads(previous)
-        popular = Q.indptr[1:] == Q.indptr[:-1]
-        if popular.any():
+        popular = rows.empty() if empty else np.zeros(n, dtype=bool)
+        if empty:
             self._fill_popular(popular, scores, ids, k)
-        return SearchResult(scores, ids, popular, postings, nonzero, entries)
+        return SearchResult(scores, ids, popular, stats[0], stats[1], stats[2])
 
     def _scratch(self, k: int, candidates: int):
         """This thread's query buffers for (k, candidates), kept until another pair is asked for."""
