@@ -159,7 +159,14 @@ def test_bench_writes_report_tables_and_plots(split, tmp_path):
     assert rows[("scipy-exact", "exact")]["recall_vs_exact"] == 1.0
     # both exact methods rank the same items, so their test quality is the same
     assert rows[("sparseidx", "exact")]["recall@20"] == pytest.approx(rows[("scipy-exact", "exact")]["recall@20"])
-    assert "| sparseidx | exact | 1.0000 |" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "| sparseidx | exact | 1.0000 |" in md and "## sparseidx against the cost model" in md
+    exact = rows[("sparseidx", "exact")]
+    assert exact["batch_over_model"] == pytest.approx(exact["batch_us"] / exact["cost_model_us"])
+    assert exact["host_ns_per_posting"] > 0 and "cost_model_us" not in rows[("scipy-exact", "exact")]
+    eligible = [r for r in report["rows"] if r["method"] == "sparseidx" and r["recall_vs_exact"] >= 0.99]
+    fastest = min(eligible, key=lambda r: r["p50_us"])
+    assert report["meta"]["summary"]["best"]["sparseidx"]["setting"] == fastest["setting"]
     for name in ("latency.png", "batch_1t.png", "batch_2t.png"):
         assert (out / name).stat().st_size > 1000
 

@@ -3,7 +3,8 @@
 import numpy as np
 import scipy.sparse as sp
 
-from sparseidx.bench.harness import batch_seconds, pareto, recall_against
+from sparseidx.bench.calibrate import _top10, host_costs
+from sparseidx.bench.harness import batch_seconds, cost_model, markdown, pareto, recall_against, summary
 
 
 class FakeMethod:
@@ -40,3 +41,44 @@ def test_recall_against_ignores_exact_padding():
 def test_pareto_keeps_undominated_points_by_recall():
     points = [(0.9, 100.0), (0.95, 50.0), (0.8, 80.0), (1.0, 10.0), (0.95, 60.0)]
     assert pareto(points) == [0, 4, 3]
+
+
+def test_cost_model_in_fixed_and_host_units():
+    host = {"ns_per_posting": 2.0, "ns_per_item": 0.3}
+    m = cost_model(entries=10_000, n_items=20_000, single_us=66.0, batch_us=44.0, host=host)
+    assert m["cost_model_us"] == 10.0 + 12.0  # 10,000 x 1 ns + 20,000 x 0.6 ns
+    assert m["host_model_us"] == 20.0 + 6.0
+    assert m["batch_over_model"] == 2.0 and m["mean_over_model"] == 3.0 and m["batch_over_host_model"] == 44.0 / 26.0
+
+
+def row(method, setting, recall, p50, q1, q2, **extra):
+    return {"method": method, "setting": setting, "recall_vs_exact": recall, "p50_us": p50, "p99_us": 2 * p50,
+            "mean_us": p50, "qps_1t": q1, "qps_2t": q2, "recall@20": 0.1, "ndcg@20": 0.05, "index_bytes": 1e6,
+            **extra}
+
+
+def test_summary_picks_the_fastest_setting_above_the_target_recall():
+    rows = [row("sparseidx", "exact", 1.0, 1000.0, 1000, 2000),
+            row("sparseidx", "prune=0.003", 0.993, 50.0, 20000, 39000),
+            row("sparseidx", "prune=0.01", 0.80, 30.0, 40000, 80000),
+            row("seismic", "qc=50", 0.991, 5000.0, 200, 200),
+            row("seismic", "qc=20", 0.94, 4000.0, 250, 250),
+            row("faiss", "ef=64", 0.45, 300.0, 8000, 13000)]
+    s = summary(rows, 20, [1, 2])
+    assert s["best"]["sparseidx"]["setting"] == "prune=0.003"
+    assert s["best"]["seismic"]["setting"] == "qc=50" and s["best"]["seismic"]["sparseidx_p50_speedup"] == 100.0
+    assert s["best"]["faiss"] is None
+    assert s["sparseidx_thread_scaling"] == {"threads": [1, 2], "min": 1.95, "max": 2.0}
+    text = markdown(rows, {"summary": s, "queries": 6, "latency_queries": 6, "n_items": 10}, 20, [1, 2])
+    assert "seismic: fastest at recall >= 0.99: qc=50 (recall 0.9910), p50 5,000 us; sparseidx's p50 is 100.0x lower" in text
+    assert "faiss: no setting reaches recall 0.99" in text
+    assert "| sparseidx | prune=0.003 | 0.9930 | 50 | 100 | 20,000 | 20,000 | 39,000 | 1.95 |" in text
+
+
+def test_host_costs_are_positive_and_the_top10_pass_is_right():
+    costs = host_costs(1000, postings=1 << 12, repeat=2)
+    assert costs["ns_per_posting"] > 0 and costs["ns_per_item"] > 0
+    scores = np.random.default_rng(1).standard_normal(500).astype(np.float32)
+    best = np.empty(10, dtype=np.float32)
+    _top10(scores, best)
+    assert np.array_equal(best, np.sort(scores)[::-1][:10])

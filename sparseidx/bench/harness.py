@@ -4,7 +4,9 @@ For each setting it measures recall@k against the exact answer, single-thread
 latency (p50, p99: one query per call), batch throughput at each thread count (median of 3 runs),
 recommendation quality on the test split, postings scanned and entries read
 (sparseidx: encoder rows + postings + rescored rows, the P of the cost model
-P x 1 ns + N x 0.6 ns), and index bytes.
+P x 1 ns + N x 0.6 ns), and index bytes. Beside every sparseidx setting it also
+times the model's two reference loops (``calibrate``), so the model is reported
+both with its fixed constants and in this host's units of the moment.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import scipy.sparse as sp
 
 from ..evaluate import ranking_metrics
 from ..progress import log
+from .calibrate import host_costs
 
 NS_PER_POSTING = 1.0
 NS_PER_ITEM = 0.6
@@ -76,6 +79,9 @@ def run(methods, H: sp.csr_matrix, test: sp.csr_matrix, test_sizes: np.ndarray, 
             label = ", ".join(f"{a}={b}" for a, b in setting.items()) or "exact"
             log.info("bench %s [%s]", method.name, label)
             row = {"method": method.name, "setting": label, "options": setting, "index_bytes": method.nbytes()}
+            counts_entries = method.name == "sparseidx"
+            if counts_entries:
+                host = host_costs(n_items)
             for t in thread_counts:
                 ids, postings, entries, seconds = batch_seconds(method, H, k, setting, t)
                 row[f"qps_{t}t"] = H.shape[0] / seconds
@@ -86,13 +92,48 @@ def run(methods, H: sp.csr_matrix, test: sp.csr_matrix, test_sizes: np.ndarray, 
             row.update(latency(method, H_lat, k, setting))
             row["postings_per_query"] = postings
             row["entries_per_query"] = entries
-            if not np.isnan(entries):
-                model_us = (entries * NS_PER_POSTING + n_items * NS_PER_ITEM) / 1000
-                row["cost_model_us"] = model_us
-                row["mean_over_model"] = row["mean_us"] / model_us  # one query per call: Python call included
-                row["batch_over_model"] = 1e6 / row[f"qps_{thread_counts[0]}t"] / model_us  # in the engine only
+            if counts_entries:
+                row.update(cost_model(entries, n_items, row["mean_us"], 1e6 / row[f"qps_{thread_counts[0]}t"], host))
             rows.append(row)
     return rows
+
+
+def cost_model(entries: float, n_items: int, single_us: float, batch_us: float, host: dict) -> dict:
+    """Measured time per query against P x 1 ns + N x 0.6 ns, and against the same model in host units.
+
+    ``single_us``: one query per call (Python call included); ``batch_us``: time per
+    query inside a one-thread batch (the engine alone).
+    """
+    model_us = (entries * NS_PER_POSTING + n_items * NS_PER_ITEM) / 1000
+    host_us = (entries * host["ns_per_posting"] + n_items * host["ns_per_item"]) / 1000
+    return {"cost_model_us": model_us, "batch_us": batch_us, "mean_over_model": single_us / model_us,
+            "batch_over_model": batch_us / model_us, "host_ns_per_posting": host["ns_per_posting"],
+            "host_ns_per_item": host["ns_per_item"], "host_model_us": host_us, "batch_over_host_model": batch_us / host_us}
+
+
+def summary(rows: list[dict], k: int, thread_counts: list[int], target: float = 0.99) -> dict:
+    """The headline comparisons: sparseidx's and each peer's fastest setting (p50) at recall >= target."""
+    def best(name):
+        ok = [r for r in rows if r["method"] == name and r["recall_vs_exact"] >= target]
+        return min(ok, key=lambda r: r["p50_us"]) if ok else None
+
+    out = {"target_recall": target, "best": {}}
+    mine = best("sparseidx")
+    for name in dict.fromkeys(r["method"] for r in rows):
+        b = best(name)
+        out["best"][name] = None if b is None else {
+            "setting": b["setting"], "recall_vs_exact": b["recall_vs_exact"], "p50_us": b["p50_us"],
+            "sparseidx_p50_speedup": (b["p50_us"] / mine["p50_us"]) if mine else None}
+    if len(thread_counts) > 1:
+        t0, t1 = thread_counts[0], thread_counts[-1]
+        ratios = [r[f"qps_{t1}t"] / r[f"qps_{t0}t"] for r in rows if r["method"] == "sparseidx"]
+        out["sparseidx_thread_scaling"] = {"threads": [t0, t1], "min": min(ratios), "max": max(ratios)}
+    ratios = [r["batch_over_model"] for r in rows if "batch_over_model" in r]
+    if ratios:
+        out["sparseidx_batch_over_model"] = {"min": min(ratios), "max": max(ratios)}
+        host = [r["batch_over_host_model"] for r in rows if "batch_over_host_model" in r]
+        out["sparseidx_batch_over_host_model"] = {"min": min(host), "max": max(host)}
+    return out
 
 
 def pareto(points: list[tuple[float, float]]) -> list[int]:
@@ -109,6 +150,7 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
 def write_report(rows: list[dict], out: str, meta: dict, k: int, thread_counts: list[int]) -> None:
     """report.json, report.md and the recall-vs-QPS plots in ``out``."""
     os.makedirs(out, exist_ok=True)
+    meta = {**meta, "summary": summary(rows, k, thread_counts)}
     with open(os.path.join(out, "report.json"), "w") as fh:
         json.dump({"meta": meta, "rows": rows}, fh, indent=2, default=float)
     with open(os.path.join(out, "report.md"), "w") as fh:
@@ -117,26 +159,66 @@ def write_report(rows: list[dict], out: str, meta: dict, k: int, thread_counts: 
 
 
 def markdown(rows: list[dict], meta: dict, k: int, thread_counts: list[int]) -> str:
-    head = ["method", "setting", f"recall@{k} vs exact", "p50 us", "p99 us", "1-thread QPS (1/mean)",
-            *[f"batch QPS {t}t" for t in thread_counts], "postings/query", "P = entries/query", "cost model us",
-            "single mean/model", f"batch {thread_counts[0]}t/model",
-            f"Recall@{k} test", f"NDCG@{k} test", "index MB"]
+    """The report for people: headline comparisons, every setting, then sparseidx against the cost model."""
+    t0 = thread_counts[0]
     lines = [f"# sparseidx bench: {meta.get('index', '')}", "",
              f"{meta.get('queries')} queries (test users' train histories), {meta.get('latency_queries')} of them "
-             f"for single-thread latency; {meta.get('n_items')} items; cost model P x {NS_PER_POSTING} ns + "
-             f"N x {NS_PER_ITEM} ns (single mean/model: one query per call, Python call included; "
-             f"batch {thread_counts[0]}t/model: time per query inside a {thread_counts[0]}-thread batch).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             f"for single-thread latency (one query per call); {meta.get('n_items')} items; k = {k}.", ""]
+    lines += _summary_lines(meta.get("summary") or summary(rows, k, thread_counts))
+    head = ["method", "setting", f"recall@{k} vs exact", "p50 us", "p99 us", "1-thread QPS (1/mean)",
+            *[f"batch QPS {t}t" for t in thread_counts]]
+    if len(thread_counts) > 1:
+        head.append(f"{thread_counts[-1]}t / {t0}t")
+    head += [f"Recall@{k} test", f"NDCG@{k} test", "index MB"]
+    lines += ["## Every setting", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["method"], r["setting"], f"{r['recall_vs_exact']:.4f}", f"{r['p50_us']:.0f}", f"{r['p99_us']:.0f}",
-                 f"{1e6 / r['mean_us']:,.0f}", *[f"{r[f'qps_{t}t']:,.0f}" for t in thread_counts],
-                 _num(r.get("postings_per_query"), "{:,.0f}"), _num(r.get("entries_per_query"), "{:,.0f}"),
-                 _num(r.get("cost_model_us"), "{:.0f}"),
-                 _num(r.get("mean_over_model"), "{:.2f}"), _num(r.get("batch_over_model"), "{:.2f}"),
-                 f"{r[f'recall@{k}']:.4f}", f"{r[f'ndcg@{k}']:.4f}",
-                 f"{r['index_bytes'] / 1e6:.0f}"]
+        cells = [r["method"], r["setting"], f"{r['recall_vs_exact']:.4f}", f"{r['p50_us']:,.0f}", f"{r['p99_us']:,.0f}",
+                 f"{1e6 / r['mean_us']:,.0f}", *[f"{r[f'qps_{t}t']:,.0f}" for t in thread_counts]]
+        if len(thread_counts) > 1:
+            cells.append(f"{r[f'qps_{thread_counts[-1]}t'] / r[f'qps_{t0}t']:.2f}")
+        cells += [f"{r[f'recall@{k}']:.4f}", f"{r[f'ndcg@{k}']:.4f}", f"{r['index_bytes'] / 1e6:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    costed = [r for r in rows if "cost_model_us" in r]
+    if costed:
+        lines += ["", "## sparseidx against the cost model", "",
+                  f"Model: P x {NS_PER_POSTING} ns + N x {NS_PER_ITEM} ns, P = entries read per query (encoder rows "
+                  "of the history + postings scanned + rescored item rows), N = items. *batch*: time per query inside "
+                  f"a {t0}-thread batch (the engine); *single*: one query per call (Python call included). The host "
+                  "columns time the model's two reference loops (a scatter-add into N floats, a top-10 pass over "
+                  "N floats) just before the setting: the same model in this host's units of the moment.", "",
+                  "| setting | postings/query | P = entries/query | model us | single mean us | single/model "
+                  "| batch us | batch/model | host ns/posting | host ns/item | host model us | batch/host model |",
+                  "|" + "---|" * 12]
+        for r in costed:
+            lines.append("| " + " | ".join([
+                r["setting"], f"{r['postings_per_query']:,.0f}", f"{r['entries_per_query']:,.0f}",
+                f"{r['cost_model_us']:,.1f}", f"{r['mean_us']:,.1f}", f"{r['mean_over_model']:.2f}",
+                f"{r['batch_us']:,.1f}", f"{r['batch_over_model']:.2f}", f"{r['host_ns_per_posting']:.2f}",
+                f"{r['host_ns_per_item']:.2f}", f"{r['host_model_us']:,.1f}", f"{r['batch_over_host_model']:.2f}"]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _summary_lines(s: dict) -> list[str]:
+    lines = ["## Headline", ""]
+    best = s["best"]
+    mine = best.get("sparseidx")
+    for name, b in best.items():
+        if b is None:
+            lines.append(f"- {name}: no setting reaches recall {s['target_recall']} against the exact answer")
+            continue
+        versus = "" if name == "sparseidx" or mine is None else \
+            f"; sparseidx's p50 is {b['sparseidx_p50_speedup']:.1f}x lower"
+        lines.append(f"- {name}: fastest at recall >= {s['target_recall']}: {b['setting']} "
+                     f"(recall {b['recall_vs_exact']:.4f}), p50 {b['p50_us']:,.0f} us{versus}")
+    if "sparseidx_thread_scaling" in s:
+        t = s["sparseidx_thread_scaling"]
+        lines.append(f"- sparseidx batch throughput, {t['threads'][1]} threads / {t['threads'][0]}: "
+                     f"{t['min']:.2f}-{t['max']:.2f}x over its settings")
+    if "sparseidx_batch_over_model" in s:
+        m, h = s["sparseidx_batch_over_model"], s["sparseidx_batch_over_host_model"]
+        lines.append(f"- sparseidx time per query in a batch / cost model: {m['min']:.2f}-{m['max']:.2f}x "
+                     f"(fixed constants), {h['min']:.2f}-{h['max']:.2f}x (this host's constants)")
+    return lines + [""]
 
 
 def _num(v, f):
