@@ -189,28 +189,32 @@ def _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget,
             keep[t] = d
             limit[t] = v_indptr[d + 1] - v_indptr[d]
         return n_keep
-    # budget: scan dimensions by their largest possible contribution |u_d| * max|V_d|, best first;
-    # sort only as many as the budget may need, widening the cut when it was too narrow
-    bound = np.empty(n_keep, dtype=np.float32)
+    # budget: scan dimensions by their largest possible contribution |u_d| * max|V_d|, best first (ties:
+    # earlier kept position first), popped from a heap until the budget is spent: O(n_keep + used log n_keep).
+    # The heap keeps its worst entry at the root, so keys are negated: the root is the best dimension.
+    hs = np.empty(n_keep, dtype=np.float32)
+    hi = np.empty(n_keep, dtype=np.int64)
     for t in range(n_keep):
-        bound[t] = mags[kept[t]] * max_abs[dims[kept[t]]]
-    border = np.empty(n_keep, dtype=np.int32)
-    m = 64
-    while True:
-        n_sorted = _top_positions(bound, n_keep, m, border)
-        left = budget
-        n_out = 0
-        while left > 0 and n_out < n_sorted:
-            d = dims[kept[border[n_out]]]
-            length = v_indptr[d + 1] - v_indptr[d]
-            take = length if length < left else left
-            keep[n_out] = d
-            limit[n_out] = take
-            left -= take
-            n_out += 1
-        if left <= 0 or n_sorted == n_keep:
-            return n_out
-        m *= 4
+        hs[t] = -(mags[kept[t]] * max_abs[dims[kept[t]]])
+        hi[t] = -t
+    for pos in range(n_keep // 2 - 1, -1, -1):
+        _sift_down(hs, hi, n_keep, pos)
+    left = budget
+    n_out = 0
+    size = n_keep
+    while left > 0 and size > 0:
+        d = dims[kept[-hi[0]]]
+        length = v_indptr[d + 1] - v_indptr[d]
+        take = length if length < left else left
+        keep[n_out] = d
+        limit[n_out] = take
+        left -= take
+        n_out += 1
+        size -= 1
+        hs[0] = hs[size]
+        hi[0] = hi[size]
+        _sift_down(hs, hi, size, 0)
+    return n_out
 
 
 @nb.njit(cache=True)
