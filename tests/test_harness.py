@@ -13,23 +13,28 @@ class FakeMethod:
     def __init__(self, waits):
         self.waits = list(waits)
         self.calls = 0
+        self.threads = []
 
     def batch(self, H, k, setting, threads):
         import time
 
         time.sleep(self.waits[self.calls])
         self.calls += 1
+        self.threads.append(threads)
         return np.zeros((H.shape[0], k), dtype=np.int64), 1.0, 2.0
 
 
-def test_batch_seconds_is_the_median_of_short_runs_and_a_single_long_run():
+def test_batch_seconds_interleaves_thread_counts_and_takes_medians():
     H = sp.csr_matrix(np.ones((4, 3)))
-    short = FakeMethod([0.3, 0.0, 0.1])  # the median is the 0.1 s run (waits far apart: robust to a busy host)
-    _, postings, entries, seconds = batch_seconds(short, H, 2, {}, 1, long_run=1.0)
-    assert short.calls == 3 and 0.1 <= seconds < 0.3 and (postings, entries) == (1.0, 2.0)
-    long = FakeMethod([0.05, 0.0, 0.0])
-    _, _, _, seconds = batch_seconds(long, H, 2, {}, 1, long_run=0.04)
-    assert long.calls == 1 and seconds >= 0.05
+    # rounds of (1 thread, 2 threads): the medians are the 0.15 s and 0.05 s runs
+    short = FakeMethod([0.3, 0.0, 0.1, 0.05, 0.15, 0.2])
+    _, postings, entries, seconds = batch_seconds(short, H, 2, {}, [1, 2], long_run=1.0)
+    assert short.calls == 6 and (postings, entries) == (1.0, 2.0)
+    assert 0.15 <= seconds[1] < 0.3 and 0.05 <= seconds[2] < 0.15
+    assert short.threads == [1, 2, 1, 2, 1, 2]
+    long = FakeMethod([0.05, 0.0, 0.0, 0.0])
+    _, _, _, seconds = batch_seconds(long, H, 2, {}, [1, 2], long_run=0.04)
+    assert long.calls == 2 and seconds[1] >= 0.05  # one round when it is long
 
 
 def test_recall_against_ignores_exact_padding():

@@ -50,21 +50,24 @@ def latency(method, H: sp.csr_matrix, k: int, setting: dict) -> dict:
             "mean_us": float(us.mean())}
 
 
-def batch_seconds(method, H: sp.csr_matrix, k: int, setting: dict, threads: int, repeat: int = 3,
+def batch_seconds(method, H: sp.csr_matrix, k: int, setting: dict, thread_counts: list[int], repeat: int = 3,
                   long_run: float = 2.0):
-    """(ids, postings/query, entries/query, seconds): the median of ``repeat`` batch runs.
+    """(ids, postings/query, entries/query, {threads: seconds}): medians of ``repeat`` rounds.
 
-    A run longer than ``long_run`` seconds is measured once: host noise is small
+    Each round runs the batch once per thread count, so a host that speeds up or slows
+    down during the measurement moves every thread count alike (the ratios stay fair).
+    A round longer than ``long_run`` seconds is measured once: host noise is small
     against it, and the slow peers would otherwise dominate the benchmark's time.
     """
-    times = []
+    times = {t: [] for t in thread_counts}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        ids, postings, entries = method.batch(H, k, setting, threads)
-        times.append(time.perf_counter() - t0)
-        if times[0] > long_run:
+        for t in thread_counts:
+            t0 = time.perf_counter()
+            ids, postings, entries = method.batch(H, k, setting, t)
+            times[t].append(time.perf_counter() - t0)
+        if sum(v[0] for v in times.values()) > long_run:
             break
-    return ids, postings, entries, float(np.median(times))
+    return ids, postings, entries, {t: float(np.median(v)) for t, v in times.items()}
 
 
 def run(methods, H: sp.csr_matrix, test: sp.csr_matrix, test_sizes: np.ndarray, exact: np.ndarray, k: int,
@@ -82,9 +85,9 @@ def run(methods, H: sp.csr_matrix, test: sp.csr_matrix, test_sizes: np.ndarray, 
             counts_entries = method.name == "sparseidx"
             if counts_entries:
                 host = host_costs(n_items)
+            ids, postings, entries, seconds = batch_seconds(method, H, k, setting, thread_counts)
             for t in thread_counts:
-                ids, postings, entries, seconds = batch_seconds(method, H, k, setting, t)
-                row[f"qps_{t}t"] = H.shape[0] / seconds
+                row[f"qps_{t}t"] = H.shape[0] / seconds[t]
             row["recall_vs_exact"] = recall_against(ids, exact)
             quality = ranking_metrics(ids, test, ks=(k,), test_sizes=test_sizes)
             row[f"recall@{k}"] = float(quality[f"recall@{k}"].mean())
