@@ -1,9 +1,10 @@
 """Compiled query path: encode, prune, accumulate over posting lists, mask, top-k.
 
 One exact query costs about P x 1 ns (P postings touched, scatter-add into a dense
-accumulator) plus a selection pass over the 64-item blocks that were touched: a
-vectorised pass scores a block and takes its maximum, and only blocks whose maximum
-reaches the kk-th largest block maximum are offered item by item to the heap.
+accumulator) plus a selection pass over the 64-item blocks that were touched (all of
+them once a query plans n_items / 8 postings or more): a vectorised pass scores a
+block and takes its maximum, and only blocks whose maximum reaches the kk-th largest
+block maximum are offered item by item to the heap.
 Approximate queries skip low-impact postings (|u_d * v| below ``prune`` times the
 query's largest possible contribution; lists are impact ordered, so each list is
 cut at a prefix), list the items they touch (or mark their blocks, once they are
@@ -472,10 +473,11 @@ def _answer(q_items, q_weights, e_indptr, e_dims, e_w, v_indptr, v_items, v_w, m
 
     Returns (postings scanned, items with a non-zero score, entries read in all:
     encoder rows + postings + rescored rows). Exact path: the scatter-add marks the
-    64-item block of every posting without a branch and the selection visits marked
-    blocks. Pruned path: touched items are listed and only they are visited, or, past
-    n_items / 4 of them, their blocks are marked as on the exact path. With
-    ``candidates`` > 0 that many items are kept by approximate score and rescored.
+    64-item block of every posting without a branch (or, for a query planning many
+    postings, every block at once) and the selection visits marked blocks. Pruned
+    path: touched items are listed and only they are visited, or, past n_items / 4 of
+    them, their blocks are marked as on the exact path. With ``candidates`` > 0 that
+    many items are kept by approximate score and rescored.
     """
     u, dim_mark, dims, keep, limit, bounds, visit, acc, block_mark, item_mark, touched, hs, hi, rs, ri, sbuf, bkey = scratch
     # 1. encode u = x E, listing the touched dimensions without a branch (``dims`` has room for one more)
