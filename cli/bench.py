@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import click
 import numba
@@ -14,7 +15,7 @@ from sparseidx.bench import peers as methods
 from sparseidx.data import load_interactions, lookup_ids
 from sparseidx.errors import DataError
 from sparseidx.evaluate import onto_items
-from sparseidx.index import Index
+from sparseidx.index import Index, SparseIndex
 
 from .common import echo_json, info
 
@@ -29,6 +30,10 @@ def _int_list(ctx, param, value):
     if not out or min(out) < 1:
         raise click.BadParameter("give positive integers, e.g. 1,2")
     return out
+
+
+def _int_list_or_none(ctx, param, value):
+    return _int_list(ctx, param, value) if value else []
 
 
 def _peer_list(ctx, param, value):
@@ -60,9 +65,13 @@ def _peer_list(ctx, param, value):
               help="Queries timed one by one for single-thread latency.")
 @click.option("--sweep", type=click.Choice(["default", "quick"]), default="default", show_default=True,
               help="quick: a few settings per method, for smoke runs.")
+@click.option("--postings-per-dim", "static_pruning", default="", callback=_int_list_or_none,
+              help="Also measure INDEX statically pruned to these postings per dimension (comma-separated, "
+                   "e.g. 50,100): each variant is built and written to a temporary index, then served like INDEX.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report rows as JSON.")
-def bench(index, train, test, out, peers, dense_indexes, threads, k, queries, latency_queries, sweep, seed, as_json):
+def bench(index, train, test, out, peers, dense_indexes, threads, k, queries, latency_queries, sweep, static_pruning,
+          seed, as_json):
     """Recall@k against the exact answer vs queries per second, for every method and setting.
 
     \b
@@ -70,7 +79,9 @@ def bench(index, train, test, out, peers, dense_indexes, threads, k, queries, la
       sparseidx bench book.idx --train train.txt --test test.txt --out reports/bench \\
           --peers scipy,seismic,faiss --dense-index lowrank.idx --threads 1,2
     Single-thread latency (p50, p99) and all-core batch throughput are reported separately,
-    with Recall@k/NDCG@k on the test split and index bytes per method.
+    with Recall@k/NDCG@k on the test split and index bytes per method; sparseidx's time
+    per query is set against the cost model P x 1 ns + N x 0.6 ns. With --postings-per-dim
+    the same queries run on statically pruned copies of INDEX (quality against size).
     """
     if "faiss" in peers and not dense_indexes:
         raise click.UsageError("the faiss peer needs --dense-index PATH (build one with "
@@ -83,8 +94,10 @@ def bench(index, train, test, out, peers, dense_indexes, threads, k, queries, la
     H, T, sizes = _queries(idx, train_i, test_i, queries, seed)
     info(f"{H.shape[0]:,} queries; computing exact answers")
     exact = idx.search_detailed(H, k).ids
-    chosen = _methods(idx, peers, dense_indexes, sweep)
-    rows = harness.run(chosen, H, T, sizes, exact, k, threads, latency_queries, idx.n_items, seed)
+    with tempfile.TemporaryDirectory(prefix="sparseidx-bench-") as tmp:
+        chosen = _methods(idx, peers, dense_indexes, sweep)
+        chosen[1:1] = _static_variants(idx, static_pruning, tmp)
+        rows = harness.run(chosen, H, T, sizes, exact, k, threads, latency_queries, idx.n_items, seed)
     meta = {"index": os.path.abspath(index), "queries": int(H.shape[0]), "latency_queries": latency_queries,
             "n_items": idx.n_items, "k": k, "threads": threads}
     harness.write_report(rows, out, meta, k, threads)
@@ -93,6 +106,20 @@ def bench(index, train, test, out, peers, dense_indexes, threads, k, queries, la
     else:
         click.echo(harness.markdown(rows, meta, k, threads))
         info(f"report written to {out}")
+
+
+STATIC_SWEEP = [{}, {"prune": 1e-3}, {"prune": 3e-3}]
+
+
+def _static_variants(idx, postings_per_dim, tmp):
+    """INDEX pruned at build time to each number of postings per dimension, written and reopened."""
+    variants = []
+    factors = idx.to_factors() if postings_per_dim else None
+    for p in postings_per_dim:
+        path = os.path.join(tmp, f"ppd{p}.idx")
+        SparseIndex.build(factors, postings_per_dim=p).write(path)
+        variants.append(methods.Sparseidx(Index.open(path), STATIC_SWEEP, name=f"sparseidx postings-per-dim={p}"))
+    return variants
 
 
 QUICK = {"sparseidx": [{}, {"prune": 1e-3}, {"budget": 200_000}, {"query_dims": 300}],

@@ -151,7 +151,8 @@ def test_build_from_imported_embeddings(tmp_path, split):
 def test_bench_writes_report_tables_and_plots(split, tmp_path):
     out = tmp_path / "bench"
     res = run("bench", split / "idx", "--train", split / "train.txt", "--test", split / "test.txt", "--out", out,
-              "--peers", "scipy", "--threads", "1,2", "--latency-queries", "20", "--sweep", "quick", "--json")
+              "--peers", "scipy", "--threads", "1,2", "--latency-queries", "20", "--sweep", "quick",
+              "--postings-per-dim", "3", "--json")
     assert res.exit_code == 0, res.output
     report = json.loads((out / "report.json").read_text())
     rows = {(r["method"], r["setting"]): r for r in report["rows"]}
@@ -164,6 +165,10 @@ def test_bench_writes_report_tables_and_plots(split, tmp_path):
     exact = rows[("sparseidx", "exact")]
     assert exact["batch_over_model"] == pytest.approx(exact["batch_us"] / exact["cost_model_us"])
     assert exact["host_ns_per_posting"] > 0 and "cost_model_us" not in rows[("scipy-exact", "exact")]
+    # the statically pruned copy: smaller, served by the same engine, measured against the full exact answer
+    static = rows[("sparseidx postings-per-dim=3", "exact")]
+    assert static["index_bytes"] < exact["index_bytes"] and static["postings_per_query"] < exact["postings_per_query"]
+    assert 0.0 < static["recall_vs_exact"] < 1.0 and "batch_over_model" in static
     eligible = [r for r in report["rows"] if r["method"] == "sparseidx" and r["recall_vs_exact"] >= 0.99]
     fastest = min(eligible, key=lambda r: r["p50_us"])
     assert report["meta"]["summary"]["best"]["sparseidx"]["setting"] == fastest["setting"]
@@ -172,6 +177,9 @@ def test_bench_writes_report_tables_and_plots(split, tmp_path):
 
 
 def test_bench_errors(split, tmp_path):
+    res = run("bench", split / "idx", "--train", split / "train.txt", "--test", split / "test.txt",
+              "--out", tmp_path / "b", "--postings-per-dim", "0")
+    assert res.exit_code == 2 and "give positive integers" in res.output
     res = run("bench", split / "idx", "--train", split / "train.txt", "--test", split / "test.txt",
               "--out", tmp_path / "b", "--peers", "nope")
     assert res.exit_code == 2 and "unknown peer" in res.output

@@ -82,7 +82,7 @@ def run(methods, H: sp.csr_matrix, test: sp.csr_matrix, test_sizes: np.ndarray, 
             label = ", ".join(f"{a}={b}" for a, b in setting.items()) or "exact"
             log.info("bench %s [%s]", method.name, label)
             row = {"method": method.name, "setting": label, "options": setting, "index_bytes": method.nbytes()}
-            counts_entries = method.name == "sparseidx"
+            counts_entries = getattr(method, "counts_entries", False)
             if counts_entries:
                 host = host_costs(n_items)
             ids, postings, entries, seconds = batch_seconds(method, H, k, setting, thread_counts)
@@ -131,11 +131,12 @@ def summary(rows: list[dict], k: int, thread_counts: list[int], target: float = 
         t0, t1 = thread_counts[0], thread_counts[-1]
         ratios = [r[f"qps_{t1}t"] / r[f"qps_{t0}t"] for r in rows if r["method"] == "sparseidx"]
         out["sparseidx_thread_scaling"] = {"threads": [t0, t1], "min": min(ratios), "max": max(ratios)}
-    ratios = [r["batch_over_model"] for r in rows if "batch_over_model" in r]
-    if ratios:
-        out["sparseidx_batch_over_model"] = {"min": min(ratios), "max": max(ratios)}
-        host = [r["batch_over_host_model"] for r in rows if "batch_over_host_model" in r]
-        out["sparseidx_batch_over_host_model"] = {"min": min(host), "max": max(host)}
+    costed = [r for r in rows if r["method"] == "sparseidx" and "batch_over_model" in r]
+    if costed:
+        out["sparseidx_batch_over_model"] = {"min": min(r["batch_over_model"] for r in costed),
+                                             "max": max(r["batch_over_model"] for r in costed)}
+        out["sparseidx_batch_over_host_model"] = {"min": min(r["batch_over_host_model"] for r in costed),
+                                                  "max": max(r["batch_over_host_model"] for r in costed)}
     return out
 
 
@@ -189,12 +190,12 @@ def markdown(rows: list[dict], meta: dict, k: int, thread_counts: list[int]) -> 
                   f"a {t0}-thread batch (the engine); *single*: one query per call (Python call included). The host "
                   "columns time the model's two reference loops (a scatter-add into N floats, a top-10 pass over "
                   "N floats) just before the setting: the same model in this host's units of the moment.", "",
-                  "| setting | postings/query | P = entries/query | model us | single mean us | single/model "
+                  "| method | setting | postings/query | P = entries/query | model us | single mean us | single/model "
                   "| batch us | batch/model | host ns/posting | host ns/item | host model us | batch/host model |",
-                  "|" + "---|" * 12]
+                  "|" + "---|" * 13]
         for r in costed:
             lines.append("| " + " | ".join([
-                r["setting"], f"{r['postings_per_query']:,.0f}", f"{r['entries_per_query']:,.0f}",
+                r["method"], r["setting"], f"{r['postings_per_query']:,.0f}", f"{r['entries_per_query']:,.0f}",
                 f"{r['cost_model_us']:,.1f}", f"{r['mean_us']:,.1f}", f"{r['mean_over_model']:.2f}",
                 f"{r['batch_us']:,.1f}", f"{r['batch_over_model']:.2f}", f"{r['host_ns_per_posting']:.2f}",
                 f"{r['host_ns_per_item']:.2f}", f"{r['host_model_us']:,.1f}", f"{r['batch_over_host_model']:.2f}"]) + " |")

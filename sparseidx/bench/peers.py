@@ -18,13 +18,14 @@ from ..errors import DataError, require
 
 
 class Sparseidx:
-    """sparseidx's own engine, exact and with query-time pruning."""
+    """sparseidx's own engine, exact and with query-time pruning (``name`` tells index variants apart)."""
 
-    name = "sparseidx"
+    counts_entries = True  # batch() reports postings and entries read: the cost model applies
 
-    def __init__(self, index, sweep: list[dict] | None = None):
+    def __init__(self, index, sweep: list[dict] | None = None, name: str = "sparseidx"):
         self.index = index
         self.sweep = sweep if sweep is not None else default_sparseidx_sweep()
+        self.name = name
 
     def settings(self) -> list[dict]:
         return self.sweep
