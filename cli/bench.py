@@ -32,7 +32,7 @@ def _int_list(ctx, param, value):
     return out
 
 
-def _int_list_or_none(ctx, param, value):
+def _int_list_or_empty(ctx, param, value):
     return _int_list(ctx, param, value) if value else []
 
 
@@ -65,7 +65,7 @@ def _peer_list(ctx, param, value):
               help="Queries timed one by one for single-thread latency.")
 @click.option("--sweep", type=click.Choice(["default", "quick"]), default="default", show_default=True,
               help="quick: a few settings per method, for smoke runs.")
-@click.option("--postings-per-dim", "static_pruning", default="", callback=_int_list_or_none,
+@click.option("--postings-per-dim", "static_pruning", default="", callback=_int_list_or_empty,
               help="Also measure INDEX statically pruned to these postings per dimension (comma-separated, "
                    "e.g. 50,100): each variant is built and written to a temporary index, then served like INDEX.")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -69,7 +69,7 @@ def test_summary_picks_the_fastest_setting_above_the_target_recall():
             row("seismic", "qc=50", 0.991, 5000.0, 200, 200),
             row("seismic", "qc=20", 0.94, 4000.0, 250, 250),
             row("faiss", "ef=64", 0.45, 300.0, 8000, 13000)]
-    s = summary(rows, 20, [1, 2])
+    s = summary(rows, [1, 2])
     assert s["best"]["sparseidx"]["setting"] == "prune=0.003"
     assert s["best"]["seismic"]["setting"] == "qc=50" and s["best"]["seismic"]["sparseidx_p50_speedup"] == 100.0
     assert s["best"]["faiss"] is None

@@ -114,7 +114,7 @@ def cost_model(entries: float, n_items: int, single_us: float, batch_us: float, 
             "host_ns_per_item": host["ns_per_item"], "host_model_us": host_us, "batch_over_host_model": batch_us / host_us}
 
 
-def summary(rows: list[dict], k: int, thread_counts: list[int], target: float = 0.99) -> dict:
+def summary(rows: list[dict], thread_counts: list[int], target: float = 0.99) -> dict:
     """The headline comparisons: sparseidx's and each peer's fastest setting (p50) at recall >= target."""
     def best(name):
         ok = [r for r in rows if r["method"] == name and r["recall_vs_exact"] >= target]
@@ -154,7 +154,7 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
 def write_report(rows: list[dict], out: str, meta: dict, k: int, thread_counts: list[int]) -> None:
     """report.json, report.md and the recall-vs-QPS plots in ``out``."""
     os.makedirs(out, exist_ok=True)
-    meta = {**meta, "summary": summary(rows, k, thread_counts)}
+    meta = {**meta, "summary": summary(rows, thread_counts)}
     with open(os.path.join(out, "report.json"), "w") as fh:
         json.dump({"meta": meta, "rows": rows}, fh, indent=2, default=float)
     with open(os.path.join(out, "report.md"), "w") as fh:
@@ -168,7 +168,7 @@ def markdown(rows: list[dict], meta: dict, k: int, thread_counts: list[int]) -> 
     lines = [f"# sparseidx bench: {meta.get('index', '')}", "",
              f"{meta.get('queries')} queries (test users' train histories), {meta.get('latency_queries')} of them "
              f"for single-thread latency (one query per call); {meta.get('n_items')} items; k = {k}.", ""]
-    lines += _summary_lines(meta.get("summary") or summary(rows, k, thread_counts))
+    lines += _summary_lines(meta.get("summary") or summary(rows, thread_counts))
     head = ["method", "setting", f"recall@{k} vs exact", "p50 us", "p99 us", "1-thread QPS (1/mean)",
             *[f"batch QPS {t}t" for t in thread_counts]]
     if len(thread_counts) > 1:
@@ -223,10 +223,6 @@ def _summary_lines(s: dict) -> list[str]:
         lines.append(f"- sparseidx time per query in a batch / cost model: {m['min']:.2f}-{m['max']:.2f}x "
                      f"(fixed constants), {h['min']:.2f}-{h['max']:.2f}x (this host's constants)")
     return lines + [""]
-
-
-def _num(v, f):
-    return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f.format(v)
 
 
 def plot(rows: list[dict], out: str, k: int, thread_counts: list[int]) -> None:
