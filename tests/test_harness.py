@@ -1,10 +1,14 @@
 """The benchmark harness's own arithmetic: recall against the exact answer, Pareto fronts, repeated runs."""
 
+import json
+
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from sparseidx.bench.calibrate import _top10, host_costs
-from sparseidx.bench.harness import batch_seconds, cost_model, markdown, pareto, recall_against, summary
+from sparseidx.bench.harness import (batch_seconds, cost_model, markdown, pareto, recall_against, summary,
+                                     write_report)
 
 
 class FakeMethod:
@@ -87,3 +91,18 @@ def test_host_costs_are_positive_and_the_top10_pass_is_right():
     best = np.empty(10, dtype=np.float32)
     _top10(scores, best)
     assert np.array_equal(best, np.sort(scores)[::-1][:10])
+
+
+def test_write_report_replaces_files_whole_or_leaves_the_old_ones(tmp_path):
+    rows = [row("sparseidx", "exact", 1.0, 1000.0, 1000, 2000), row("seismic", "qc=50", 0.991, 5000.0, 200, 200)]
+    meta = {"queries": 6, "latency_queries": 6, "n_items": 10}
+    write_report(rows, str(tmp_path), meta, 20, [1, 2])
+    first = json.loads((tmp_path / "report.json").read_text())
+    assert [r["setting"] for r in first["rows"]] == ["exact", "qc=50"]
+    assert "| seismic | qc=50 |" in (tmp_path / "report.md").read_text()
+    # a row that cannot be written: the previous report stays as it was and no temporary file is left behind
+    broken = rows + [row("faiss", "ef=64", 0.45, 300.0, 8000, 13000, extra=object())]
+    with pytest.raises(TypeError):
+        write_report(broken, str(tmp_path), meta, 20, [1, 2])
+    assert json.loads((tmp_path / "report.json").read_text()) == first
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..evaluate import ranking_metrics
+from ..files import atomic_output
 from ..progress import log
 from .calibrate import host_costs
 
@@ -155,9 +156,9 @@ def write_report(rows: list[dict], out: str, meta: dict, k: int, thread_counts: 
     """report.json, report.md and the recall-vs-QPS plots in ``out``."""
     os.makedirs(out, exist_ok=True)
     meta = {**meta, "summary": summary(rows, thread_counts)}
-    with open(os.path.join(out, "report.json"), "w") as fh:
+    with atomic_output(os.path.join(out, "report.json"), overwrite=True) as tmp, open(tmp, "w") as fh:
         json.dump({"meta": meta, "rows": rows}, fh, indent=2, default=float)
-    with open(os.path.join(out, "report.md"), "w") as fh:
+    with atomic_output(os.path.join(out, "report.md"), overwrite=True) as tmp, open(tmp, "w") as fh:
         fh.write(markdown(rows, meta, k, thread_counts))
     plot(rows, out, k, thread_counts)
 
@@ -253,5 +254,6 @@ def plot(rows: list[dict], out: str, k: int, thread_counts: list[int]) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(os.path.join(out, fname), dpi=120)
+        with atomic_output(os.path.join(out, fname), overwrite=True) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
         plt.close(fig)

@@ -23,8 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..files import atomic_output
 from .parquet import list_column
-from .rows import atomic_output, item_parts, progress_batches, sparse_index
+from .rows import item_parts, progress_batches, sparse_index
 
 FEATURE_STORE_YAML = """\
 project: {project}

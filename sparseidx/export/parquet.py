@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError
-from .rows import atomic_output, item_parts, progress_batches, sparse_index, user_batches
+from ..files import atomic_output
+from .rows import item_parts, progress_batches, sparse_index, user_batches
 
 META_KEY = b"sparseidx"
 

@@ -23,9 +23,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError
+from ..files import atomic_output
 from ..progress import log
 from .parquet import list_column
-from .rows import atomic_output, item_parts, progress_batches, sparse_index
+from .rows import item_parts, progress_batches, sparse_index
 
 PGVECTOR_HNSW_MAX_NNZ = 1000
 
