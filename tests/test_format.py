@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pyarrow as pa
 import pytest
-import scipy.sparse as sp
 from test_engine import random_factors, random_histories
 
 from sparseidx import Index, SparseIndex

@@ -12,12 +12,17 @@ from sparseidx.bench.harness import (batch_seconds, cost_model, markdown, pareto
 
 
 class FakeMethod:
-    """Answers every batch after a scripted wait (seconds), counting the calls."""
+    """Answers a batch after a scripted wait (seconds), counting the calls.
+
+    Each query's ids are its history's first item, and postings/entries per query are
+    the first item and twice it, so slices put back together can be checked.
+    """
 
     def __init__(self, waits):
         self.waits = list(waits)
         self.calls = 0
         self.threads = []
+        self.sizes = []
 
     def batch(self, H, k, setting, threads):
         import time
@@ -25,20 +30,30 @@ class FakeMethod:
         time.sleep(self.waits[self.calls])
         self.calls += 1
         self.threads.append(threads)
-        return np.zeros((H.shape[0], k), dtype=np.int64), 1.0, 2.0
+        self.sizes.append(H.shape[0])
+        first = H.indices[H.indptr[:-1]].astype(np.int64)
+        return np.repeat(first[:, None], k, axis=1), float(first.mean()), float(2 * first.mean())
 
 
-def test_batch_seconds_interleaves_thread_counts_and_takes_medians():
-    H = sp.csr_matrix(np.ones((4, 3)))
-    # rounds of (1 thread, 2 threads): the medians are the 0.15 s and 0.05 s runs
-    short = FakeMethod([0.3, 0.0, 0.1, 0.05, 0.15, 0.2])
-    _, postings, entries, seconds = batch_seconds(short, H, 2, {}, [1, 2], long_run=1.0)
-    assert short.calls == 6 and (postings, entries) == (1.0, 2.0)
-    assert 0.15 <= seconds[1] < 0.3 and 0.05 <= seconds[2] < 0.15
-    assert short.threads == [1, 2, 1, 2, 1, 2]
+def test_batch_seconds_interleaves_thread_counts_over_slices_and_takes_medians():
+    H = sp.csr_matrix((np.ones(5), np.array([0, 1, 2, 3, 9]), np.arange(6)), shape=(5, 10))
+    # two slices (2 and 3 queries) per round, thread counts in turn, the order reversed on the second slice
+    waits = [0.10, 0.0, 0.20, 0.0,   # round 1, calls (slice, threads) (0, 1) (0, 2) (1, 2) (1, 1): 1t 0.10, 2t 0.20
+             0.05, 0.0, 0.05, 0.0,   # round 2: 1t 0.05, 2t 0.05
+             0.20, 0.02, 0.02, 0.0]  # round 3: 1t 0.20, 2t 0.04
+    short = FakeMethod(waits)
+    ids, postings, entries, seconds = batch_seconds(short, H, 2, {}, [1, 2], long_run=1.0, chunks=2)
+    assert short.calls == 12 and short.sizes[:4] == [2, 2, 3, 3]
+    assert short.threads == [1, 2, 2, 1] * 3
+    assert 0.10 <= seconds[1] < 0.115 and 0.05 <= seconds[2] < 0.08  # medians of 3 rounds, not means
+    assert np.array_equal(ids[:, 0], [0, 1, 2, 3, 9]) and ids.shape == (5, 2)  # slices back in input order
+    assert np.isclose(postings, 3.0) and np.isclose(entries, 6.0)  # per-query means weighted by slice size
     long = FakeMethod([0.05, 0.0, 0.0, 0.0])
-    _, _, _, seconds = batch_seconds(long, H, 2, {}, [1, 2], long_run=0.04)
-    assert long.calls == 2 and seconds[1] >= 0.05  # one round when it is long
+    _, _, _, seconds = batch_seconds(long, H, 2, {}, [1, 2], long_run=0.04, chunks=2)
+    assert long.calls == 4 and seconds[1] >= 0.05  # one round when it is long
+    tiny = FakeMethod([0.0] * 6)
+    ids, _, _, _ = batch_seconds(tiny, H[:1], 2, {}, [1, 2], chunks=8)
+    assert tiny.sizes == [1] * 6 and ids.shape == (1, 2)  # never more slices than queries
 
 
 def test_recall_against_ignores_exact_padding():

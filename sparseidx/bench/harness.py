@@ -1,7 +1,8 @@
 """Recall-vs-latency benchmark: every method and setting on the same queries, in one process.
 
 For each setting it measures recall@k against the exact answer, single-thread
-latency (p50, p99: one query per call), batch throughput at each thread count (median of 3 runs),
+latency (p50, p99: one query per call), batch throughput at each thread count (slices of the
+queries timed in turn at every thread count; median of 3 rounds when they are short),
 recommendation quality on the test split, postings scanned and entries read
 (sparseidx: encoder rows + postings + rescored rows, the P of the cost model
 P x 1 ns + N x 0.6 ns), and index bytes. Beside every sparseidx setting it also
@@ -52,22 +53,39 @@ def latency(method, H: sp.csr_matrix, k: int, setting: dict) -> dict:
 
 
 def batch_seconds(method, H: sp.csr_matrix, k: int, setting: dict, thread_counts: list[int], repeat: int = 3,
-                  long_run: float = 2.0):
+                  long_run: float = 2.0, chunks: int = 8):
     """(ids, postings/query, entries/query, {threads: seconds}): medians of ``repeat`` rounds.
 
-    Each round runs the batch once per thread count, so a host that speeds up or slows
-    down during the measurement moves every thread count alike (the ratios stay fair).
-    A round longer than ``long_run`` seconds is measured once: host noise is small
-    against it, and the slow peers would otherwise dominate the benchmark's time.
+    A round runs the queries in ``chunks`` consecutive slices and each slice once per
+    thread count (in turn, the order reversed from one slice to the next), so a host
+    that speeds up or slows down during the measurement moves every thread count
+    alike, even within one long round. A round longer than ``long_run`` seconds is
+    the only one: host noise is small against it, and the slow peers would otherwise
+    dominate the benchmark's time. ids, postings and entries come from the first
+    thread count of the first round.
     """
+    n = H.shape[0]
+    edges = np.unique(np.linspace(0, n, max(1, min(chunks, n)) + 1).astype(np.int64))
+    slices = [H[a:b] for a, b in zip(edges[:-1], edges[1:])]
     times = {t: [] for t in thread_counts}
-    for _ in range(repeat):
+    answers = []
+    for round_ in range(repeat):
+        spent = dict.fromkeys(thread_counts, 0.0)
+        for c, Hc in enumerate(slices):
+            for t in (thread_counts if c % 2 == 0 else thread_counts[::-1]):
+                t0 = time.perf_counter()
+                out = method.batch(Hc, k, setting, t)
+                spent[t] += time.perf_counter() - t0
+                if round_ == 0 and t == thread_counts[0]:
+                    answers.append(out)
         for t in thread_counts:
-            t0 = time.perf_counter()
-            ids, postings, entries = method.batch(H, k, setting, t)
-            times[t].append(time.perf_counter() - t0)
-        if sum(v[0] for v in times.values()) > long_run:
+            times[t].append(spent[t])
+        if sum(spent.values()) > long_run:
             break
+    sizes = [Hc.shape[0] for Hc in slices]
+    ids = np.vstack([a[0] for a in answers])
+    postings = float(np.average([a[1] for a in answers], weights=sizes))
+    entries = float(np.average([a[2] for a in answers], weights=sizes))
     return ids, postings, entries, {t: float(np.median(v)) for t, v in times.items()}
 
 
