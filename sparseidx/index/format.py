@@ -20,13 +20,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
 import pyarrow as pa
 
 from .. import __version__
 from ..errors import IndexFormatError
+from ..files import atomic_output
 
 FORMAT_NAME = "sparseidx"
 FORMAT_VERSION = 1
@@ -78,10 +78,7 @@ def write_index_dir(path: str, tables: dict[str, pa.Table], extra_files: dict[st
     path = os.path.abspath(os.fspath(path))
     if os.path.exists(path) and not overwrite:
         raise IndexFormatError(f"{path} already exists; pass --overwrite to replace it")
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
-    try:
+    with atomic_output(path, overwrite=True, directory=True) as tmp:
         files = {}
         meta = {"format_version": FORMAT_VERSION,
                 **{k: manifest[k] for k in ("backend", "model", "n_items", "n_dims") if k in manifest}}
@@ -96,16 +93,6 @@ def write_index_dir(path: str, tables: dict[str, pa.Table], extra_files: dict[st
         manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created_by": f"sparseidx {__version__}",
                     **manifest, "files": files}
         _write_json_atomic(os.path.join(tmp, MANIFEST), manifest)
-        if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=parent)
-            os.rename(path, os.path.join(old, "index"))
-            os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _fsync(path: str) -> None:
