@@ -25,6 +25,7 @@ def atomic_output(out: str, overwrite: bool, directory: bool = False):
         os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())  # as open() and mkdir() would: temp files are private
         if directory and os.path.exists(out):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=parent)
             os.rename(out, os.path.join(old, "x"))
@@ -38,3 +39,9 @@ def atomic_output(out: str, overwrite: bool, directory: bool = False):
         elif os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
