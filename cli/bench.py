@@ -100,11 +100,11 @@ def bench(index, train, test, out, peers, dense_indexes, threads, k, queries, la
         rows = harness.run(chosen, H, T, sizes, exact, k, threads, latency_queries, idx.n_items, seed)
     meta = {"index": os.path.abspath(index), "queries": int(H.shape[0]), "latency_queries": latency_queries,
             "n_items": idx.n_items, "k": k, "threads": threads}
-    harness.write_report(rows, out, meta, k, threads)
+    text = harness.write_report(rows, out, meta, k, threads)
     if as_json:
         echo_json({"meta": meta, "rows": rows})
     else:
-        click.echo(harness.markdown(rows, meta, k, threads))
+        click.echo(text)
         info(f"report written to {out}")
 
 

@@ -170,15 +170,17 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
-def write_report(rows: list[dict], out: str, meta: dict, k: int, thread_counts: list[int]) -> None:
-    """report.json, report.md and the recall-vs-QPS plots in ``out``."""
+def write_report(rows: list[dict], out: str, meta: dict, k: int, thread_counts: list[int]) -> str:
+    """report.json, report.md and the recall-vs-QPS plots in ``out``; returns report.md's text."""
     os.makedirs(out, exist_ok=True)
     meta = {**meta, "summary": summary(rows, thread_counts)}
     with atomic_output(os.path.join(out, "report.json"), overwrite=True) as tmp, open(tmp, "w") as fh:
         json.dump({"meta": meta, "rows": rows}, fh, indent=2, default=float)
+    text = markdown(rows, meta, k, thread_counts)
     with atomic_output(os.path.join(out, "report.md"), overwrite=True) as tmp, open(tmp, "w") as fh:
-        fh.write(markdown(rows, meta, k, thread_counts))
+        fh.write(text)
     plot(rows, out, k, thread_counts)
+    return text
 
 
 def markdown(rows: list[dict], meta: dict, k: int, thread_counts: list[int]) -> str:
