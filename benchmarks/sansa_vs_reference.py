@@ -43,7 +43,10 @@ def child(impl: str, data: str, factorizer: str, density: float, l2: float, scan
 
     from sparseidx import Factors, Index, evaluate
     from sparseidx.data import load_interactions
+    from sparseidx.openblas import pinned_openblas
 
+    with pinned_openblas():  # both implementations' CHOLMOD on the same OpenBLAS kernels: see sparseidx/openblas.py
+        import sksparse.cholmod  # noqa: F401
     train = load_interactions(os.path.join(data, "train.txt"))
     sample = train.X[:2000]
     sample = sample[:, np.flatnonzero(sample.getnnz(axis=0))]  # the reference cannot fit items nobody touched

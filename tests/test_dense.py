@@ -1,10 +1,6 @@
 """The FAISS backend and the dense low-rank models against numpy brute force."""
 
 import json
-import os
-import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,7 +12,6 @@ from test_engine import random_histories
 from sparseidx import Index
 from sparseidx.errors import DataError, IndexFormatError
 from sparseidx.factors import DenseFactors
-from sparseidx.index import faiss_loader
 from sparseidx.index.dense import DenseIndex
 from sparseidx.models.cholesky import fit_cholesky
 from sparseidx.models.lowrank import fit_cholesky_lowrank, fit_puresvd, truncated_svd
@@ -208,75 +203,3 @@ def test_batches_mixing_short_and_long_histories_equal_one_query_at_a_time(monke
         s1, i1 = index.search([h], 6, threads=1)
         assert np.array_equal(ids[q], i1[0]) and np.allclose(scores[q], s1[0])
         assert not np.isin(h - 1000, ids[q]).any()
-
-
-AVX512 = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma", "sse3"}
-
-
-@pytest.mark.parametrize("flags, core", [
-    (AVX512, "SkylakeX"),
-    ({"avx512f", "avx2", "fma", "sse3"}, "Haswell"),  # AVX-512 foundation alone is not SkylakeX's set
-    ({"avx2", "fma"}, "Haswell"),
-    ({"avx", "sse3"}, None),
-    (set(), None),
-])
-def test_openblas_core_is_the_best_family_the_flags_allow(flags, core):
-    assert faiss_loader.openblas_core(flags) == core
-
-
-def test_cpu_flags_read_from_cpuinfo(tmp_path):
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nmodel\t\t: 207\nflags\t\t: fpu sse3 avx2 fma\n\nprocessor\t: 1\nflags\t: fpu\n")
-    assert faiss_loader.cpu_flags(str(cpuinfo)) == {"fpu", "sse3", "avx2", "fma"}
-    assert faiss_loader.cpu_flags(str(tmp_path / "absent")) == set()
-
-
-@pytest.fixture
-def import_spy(monkeypatch):
-    """Pretend faiss was never imported; record OPENBLAS_CORETYPE at the moment it is imported."""
-    seen = []
-    monkeypatch.delitem(sys.modules, "faiss", raising=False)
-    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
-    monkeypatch.setattr(faiss_loader, "cpu_flags", lambda: AVX512)
-    monkeypatch.setattr(faiss_loader, "require", lambda *a: seen.append(os.environ.get("OPENBLAS_CORETYPE")))
-    return seen
-
-
-def test_load_faiss_pins_the_core_only_while_importing(import_spy):
-    faiss_loader.load_faiss()
-    assert import_spy == ["SkylakeX"]
-    assert "OPENBLAS_CORETYPE" not in os.environ
-
-
-def test_load_faiss_keeps_the_users_core(import_spy, monkeypatch):
-    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
-    faiss_loader.load_faiss()
-    assert import_spy == ["Haswell"]
-    assert os.environ["OPENBLAS_CORETYPE"] == "Haswell"
-
-
-def test_load_faiss_leaves_an_imported_faiss_alone(import_spy, monkeypatch):
-    monkeypatch.setitem(sys.modules, "faiss", object())
-    faiss_loader.load_faiss()
-    assert import_spy == [None]
-
-
-def _openblas_cores(code):
-    """The kernel family each OpenBLAS loaded by ``code`` reports, in load order."""
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
-    env["OPENBLAS_VERBOSE"] = "2"
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    return re.findall(r"^Core: (\S+)$", run.stdout + run.stderr, flags=re.MULTILINE)
-
-
-def test_faiss_bundled_openblas_runs_this_cpus_kernels():
-    expected = faiss_loader.openblas_core(faiss_loader.cpu_flags())
-    if expected is None:
-        pytest.skip("this CPU has no AVX2: OpenBLAS's own choice stands")
-    before = _openblas_cores("import numpy, scipy.sparse, sparseidx")
-    cores = _openblas_cores("import numpy, scipy.sparse, sparseidx\n"
-                            "from sparseidx.index.faiss_loader import load_faiss\nload_faiss()")
-    theirs = cores[len(before):]
-    if not theirs:
-        pytest.skip("faiss links no dynamic-arch OpenBLAS of its own")
-    assert theirs == [expected] * len(theirs)

@@ -10,22 +10,31 @@ items remain, popular items for an empty history.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from ..errors import DataError, IndexFormatError
+from ..errors import DataError, IndexFormatError, require
 from ..factors import DenseFactors
+from ..openblas import pinned_openblas
 from . import format as fmt
-from .faiss_loader import load_faiss
 from .histories import HistoryEncoder
 from .sparse import SearchResult
 
 FAISS_FILE = "vectors.faiss"
 SPARSE_ONLY = ("query_dims", "query_mass", "budget", "prune", "candidates")
 FETCH_ENTRIES = 1 << 24  # neighbours fetched per FAISS call at most (bounds the result buffers)
+
+
+def _faiss():
+    faiss = sys.modules.get("faiss")
+    if faiss is None:
+        with pinned_openblas():  # faiss-cpu's bundled OpenBLAS may not know this CPU: see sparseidx/openblas.py
+            faiss = require("faiss", "all", "the FAISS backend")
+    return faiss
 
 
 class DenseIndex(HistoryEncoder):
@@ -66,7 +75,7 @@ class DenseIndex(HistoryEncoder):
         ``Flat`` is exact; ``HNSW32,Flat``, ``IVF1024,Flat``, ``IVF256,PQ16`` trade recall
         for speed (IVF and PQ are trained on the item vectors themselves).
         """
-        faiss = load_faiss()
+        faiss = _faiss()
         if not isinstance(factors, DenseFactors):
             raise DataError(f"model {factors.model!r} gives sparse embeddings: use the sparse backend "
                             "(--backend sparse)")
@@ -96,7 +105,7 @@ class DenseIndex(HistoryEncoder):
     # ---- persistence ----------------------------------------------------------------------
     def write(self, path: str | os.PathLike, overwrite: bool = False) -> None:
         """Write the index directory atomically: FAISS file, encoder and items, manifest with checksums."""
-        faiss = load_faiss()
+        faiss = _faiss()
         path = os.fspath(path)
         fd, tmp = tempfile.mkstemp(prefix=".faiss-", dir=os.path.dirname(os.path.abspath(path)) or ".")
         os.close(fd)
@@ -117,7 +126,7 @@ class DenseIndex(HistoryEncoder):
     @classmethod
     def open(cls, path: str | os.PathLike, verify: bool = True, manifest: dict | None = None) -> "DenseIndex":
         """Open an index directory (FAISS memory-maps Flat and IVF indexes); checksums checked first."""
-        faiss = load_faiss()
+        faiss = _faiss()
         path = os.fspath(path)
         manifest = fmt.read_manifest(path) if manifest is None else manifest
         if manifest.get("backend") != cls.backend:
@@ -160,7 +169,7 @@ class DenseIndex(HistoryEncoder):
                         **sparse_options) -> SearchResult:
         """Like ``search`` but also returns popularity flags; postings are not counted (zeros) and
         every item outside the history counts as scored (coverage)."""
-        faiss = load_faiss()
+        faiss = _faiss()
         given = sorted(name for name in sparse_options if sparse_options[name] is not None)
         unknown = sorted(set(sparse_options) - set(SPARSE_ONLY))
         if unknown:
@@ -206,7 +215,7 @@ class DenseIndex(HistoryEncoder):
         return SearchResult(scores, ids, popular, np.zeros(n, dtype=np.int64), scored)
 
     def _params(self, ef_search, nprobe):
-        faiss = load_faiss()
+        faiss = _faiss()
         if ef_search is not None and nprobe is not None:
             raise DataError("give --ef-search (HNSW) or --nprobe (IVF), not both")
         if ef_search is not None:
@@ -226,7 +235,7 @@ class DenseIndex(HistoryEncoder):
 
 def _ivf(index):
     """The IVF layer of a FAISS index, or None."""
-    faiss = load_faiss()
+    faiss = _faiss()
     try:
         return faiss.extract_index_ivf(index)
     except RuntimeError:

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from ..data import as_matrix, popularity
 from ..errors import DataError, SparseIdxError
 from ..factors import Factors
+from ..openblas import pinned_openblas
 from ..progress import log, stage
 from ._icf import incomplete_cholesky, scaled_gramian
 from ._symbolic import cholesky_nnz
@@ -36,8 +37,8 @@ COLAMD_MAX_ITEMS = 200_000
 
 
 def _cholmod():
-    from sksparse import cholmod
-
+    with pinned_openblas():  # the OpenBLAS CHOLMOD links may not know this CPU: see sparseidx/openblas.py
+        from sksparse import cholmod
     return cholmod
 
 
