@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from sparseidx.files import write_text
+
 SPECS = ("Flat", "HNSW32,Flat")
 
 
@@ -109,11 +111,9 @@ def main() -> None:
         for d in (int(x) for x in args.dims.split(",")):
             rows += run_child([args.data, model, str(d), str(args.l2), idx_dir])
             print(f"done {model} d={d}", file=sys.stderr, flush=True)
-    with open(os.path.join(args.out, "report.json"), "w") as fh:
-        json.dump({"l2": args.l2, "rows": rows}, fh, indent=2)
+    write_text(os.path.join(args.out, "report.json"), json.dumps({"l2": args.l2, "rows": rows}, indent=2))
     table = markdown(rows, args.l2)
-    with open(os.path.join(args.out, "report.md"), "w") as fh:
-        fh.write(table)
+    write_text(os.path.join(args.out, "report.md"), table)
     print(table)
 
 

@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 
+from sparseidx.files import write_text
+
 
 def child(data: str, model: str, dims: int, nnz: int, epochs: int, batch: int, lr: float) -> dict:
     from sparseidx import Index, evaluate
@@ -74,10 +76,8 @@ def main() -> None:
         lines.append(f"| {r['model']} | {r['dims']} | {r['nnz_per_item']} | {r['bytes_per_item']} | "
                      f"{r['recall@20']:.4f} | {r['ndcg@20']:.4f} | {r['fit_seconds']:.0f} |")
     table = "\n".join(lines) + "\n"
-    with open(os.path.join(args.out, "report.json"), "w") as fh:
-        json.dump({"args": vars(args), "rows": rows}, fh, indent=2)
-    with open(os.path.join(args.out, "report.md"), "w") as fh:
-        fh.write(table)
+    write_text(os.path.join(args.out, "report.json"), json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    write_text(os.path.join(args.out, "report.md"), table)
     print(table)
 
 

@@ -17,6 +17,7 @@ import sys
 import time
 
 from sparseidx.export import TARGETS
+from sparseidx.files import write_text
 
 SUFFIX = {"parquet": ".parquet", "feast": "", "milvus": ".parquet", "qdrant": ".jsonl", "pgvector": ".tsv",
           "vespa": ".jsonl", "elasticsearch": ".ndjson"}
@@ -66,10 +67,8 @@ def main() -> None:
         name = r["target"] + (" (+ user embeddings)" if r["with_users"] else "")
         lines.append(f"| {name} | {r['seconds']:.1f} | {r['bytes'] / 1e6:.0f} | {r['peak_rss_mib']:.0f} |")
     table = "\n".join(lines) + "\n"
-    with open(os.path.join(args.out, "report.json"), "w") as fh:
-        json.dump({"index": args.index, "rows": rows}, fh, indent=2)
-    with open(os.path.join(args.out, "report.md"), "w") as fh:
-        fh.write(table)
+    write_text(os.path.join(args.out, "report.json"), json.dumps({"index": args.index, "rows": rows}, indent=2))
+    write_text(os.path.join(args.out, "report.md"), table)
     shutil.rmtree(files)  # the exports themselves are large and reproducible
     print(table)
 

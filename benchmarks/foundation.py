@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from sparseidx.files import write_text
+
 
 def ease_child(data: str, l2: float) -> dict:
     from sparseidx.bench.timing import peak_rss_bytes
@@ -122,11 +124,9 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     rows = [run_child(["_child", "ease", args.data, str(args.l2)]),
             run_child(["_child", "chol", args.data, str(args.l2), str(args.k), args.out])]
-    with open(os.path.join(args.out, "report.json"), "w") as fh:
-        json.dump({"l2": args.l2, "k": args.k, "rows": rows}, fh, indent=2)
+    write_text(os.path.join(args.out, "report.json"), json.dumps({"l2": args.l2, "k": args.k, "rows": rows}, indent=2))
     table = markdown(rows, args.l2)
-    with open(os.path.join(args.out, "report.md"), "w") as fh:
-        fh.write(table)
+    write_text(os.path.join(args.out, "report.md"), table)
     print(table)
 
 

@@ -19,6 +19,8 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from sparseidx.files import write_text
+
 
 def power_law_interactions(n_users: int, n_items: int, per_user: float, exponent: float, seed: int) -> sp.csr_matrix:
     """A binary users x items matrix: history lengths 1 + Poisson(per_user - 1), items ~ Zipf(exponent)."""
@@ -66,16 +68,14 @@ def main() -> None:
               "nnz_encoder": int(f.encoder.nnz), "nnz_decoder": int(f.embeddings.nnz),
               "params": {k: v for k, v in f.params.items()}}
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "report.json"), "w") as fh:
-        json.dump(result, fh, indent=2)
+    write_text(os.path.join(args.out, "report.json"), json.dumps(result, indent=2))
     table = (f"## SANSA ICF at {args.nnz_per_item} non-zeros per item on a synthetic power-law catalogue\n\n"
              "| items | users | interactions | fit s | peak RSS GiB | nnz(E) | nnz(V) | ICF shift | final UMR loss |\n"
              "|---|---|---|---|---|---|---|---|---|\n"
              f"| {args.items:,} | {args.users:,} | {X.nnz:,} | {fit:.0f} | {result['peak_rss_gib']:.1f} | "
              f"{f.encoder.nnz:,} | {f.embeddings.nnz:,} | {f.params['icf_shift']:g} | "
              f"{f.params['umr_losses'][-1]:.2e} |\n")
-    with open(os.path.join(args.out, "report.md"), "w") as fh:
-        fh.write(table)
+    write_text(os.path.join(args.out, "report.md"), table)
     print(table)
 
 

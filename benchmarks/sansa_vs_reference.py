@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+from sparseidx.files import write_text
+
 
 def fit(impl: str, X, factorizer: str, density: float, l2: float, scans: int, finetune: int):
     """(encoder, item embeddings, params) of one implementation, both in the one shape."""
@@ -115,11 +117,9 @@ def main() -> None:
                 rows.append(run_child([impl, args.data, factorizer, density, str(args.l2), str(args.scans),
                                        str(args.finetune_steps)], args.timeout))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    with open(os.path.join(args.out, "report.json"), "w") as fh:
-        json.dump({"l2": args.l2, "rows": rows}, fh, indent=2)
+    write_text(os.path.join(args.out, "report.json"), json.dumps({"l2": args.l2, "rows": rows}, indent=2))
     table = markdown(rows, args.l2)
-    with open(os.path.join(args.out, "report.md"), "w") as fh:
-        fh.write(table)
+    write_text(os.path.join(args.out, "report.md"), table)
     print(table)
 
 

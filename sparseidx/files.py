@@ -41,6 +41,12 @@ def atomic_output(out: str, overwrite: bool, directory: bool = False):
         raise
 
 
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to the file ``path`` atomically, replacing any previous one."""
+    with atomic_output(path, overwrite=True) as tmp, open(tmp, "w") as fh:
+        fh.write(text)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from sparseidx.errors import DataError
-from sparseidx.files import atomic_output
+from sparseidx.files import atomic_output, write_text
 
 
 @pytest.fixture
@@ -39,3 +39,12 @@ def test_an_existing_output_needs_overwrite_and_a_failed_write_keeps_it(tmp_path
                 fh.write("new, half")
             raise RuntimeError("failed midway")
     assert out.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_write_text_replaces_a_report_whole(tmp_path, umask_022):
+    out = tmp_path / "report.md"
+    out.write_text("an older, longer report\n" * 10)
+    write_text(str(out), "| a | b |\n")
+    assert out.read_text() == "| a | b |\n"
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..evaluate import ranking_metrics
-from ..files import atomic_output
+from ..files import atomic_output, write_text
 from ..progress import log
 from .calibrate import host_costs
 
@@ -174,11 +174,9 @@ def write_report(rows: list[dict], out: str, meta: dict, k: int, thread_counts: 
     """report.json, report.md and the recall-vs-QPS plots in ``out``; returns report.md's text."""
     os.makedirs(out, exist_ok=True)
     meta = {**meta, "summary": summary(rows, thread_counts)}
-    with atomic_output(os.path.join(out, "report.json"), overwrite=True) as tmp, open(tmp, "w") as fh:
-        json.dump({"meta": meta, "rows": rows}, fh, indent=2, default=float)
+    write_text(os.path.join(out, "report.json"), json.dumps({"meta": meta, "rows": rows}, indent=2, default=float))
     text = markdown(rows, meta, k, thread_counts)
-    with atomic_output(os.path.join(out, "report.md"), overwrite=True) as tmp, open(tmp, "w") as fh:
-        fh.write(text)
+    write_text(os.path.join(out, "report.md"), text)
     plot(rows, out, k, thread_counts)
     return text
 
