@@ -9,6 +9,7 @@ py="$venv/bin/python"
 run() { echo "== $*" >&2; time "$@"; }
 
 run "$py" benchmarks/foundation.py --data "$data" --out reports/foundation          # issue 2
+run "$py" benchmarks/openblas.py --data "$data" --out reports/openblas                # faiss and CHOLMOD kernels
 run "$py" benchmarks/dense.py --data "$data" --out reports/dense                     # issue 4
 run "$venv/bin/sparseidx" bench reports/foundation/chol-k200.idx --train "$data/train.txt" \
     --test "$data/test.txt" --out reports/bench --peers scipy,seismic,faiss \

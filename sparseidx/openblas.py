@@ -4,9 +4,9 @@ OpenBLAS picks its kernels from the CPU model when it is loaded, and a build old
 than the CPU does not recognise it: it falls back to the generic SSE3 "Prescott"
 kernels. Two libraries sparseidx uses bring such a build. faiss-cpu 1.15.1 bundles
 OpenBLAS 0.3.15, and scikit-sparse's CHOLMOD links Debian 12's OpenBLAS 0.3.21; neither
-knows an Emerald Rapids Xeon (model 207). There FAISS Flat search ran 4-6x slower and
-CHOLMOD's factorization of amazon-book's Gram matrix 3.5x slower than with the kernels
-the CPU supports. OpenBLAS reads ``OPENBLAS_CORETYPE`` once, when it is loaded, so
+knows an Emerald Rapids Xeon (model 207). There FAISS Flat search ran 4.6x slower and
+CHOLMOD's factorization of amazon-book's Gram matrix 4.3x slower than with the kernels
+the CPU supports (benchmarks/openblas.py). OpenBLAS reads ``OPENBLAS_CORETYPE`` once, when it is loaded, so
 ``pinned_openblas`` sets it around the first import of those libraries, to the best
 kernel family the CPU's flags allow, then restores the environment. A value the user
 set is left alone.
