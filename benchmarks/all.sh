@@ -18,6 +18,7 @@ run "$venv/bin/sparseidx" bench reports/foundation/chol-k200.idx --train "$data/
 # all 70,591 test users against scipy (Seismic's sweep over all of them would take hours on 2 cores)
 run "$venv/bin/sparseidx" bench reports/foundation/chol-k200.idx --train "$data/train.txt" \
     --test "$data/test.txt" --out reports/bench-all-users --peers scipy --latency-queries 1000 > /dev/null
+run "$py" benchmarks/list_scan.py reports/foundation/chol-k200.idx --data "$data" --out reports/list-scan > /dev/null  # issue 3
 run "$py" benchmarks/sansa_vs_reference.py --data "$data" --out reports/sansa        # issue 5
 run "$py" benchmarks/sansa_scale.py --out reports/sansa-scale                        # issue 5, 1M items
 run "$py" benchmarks/export.py reports/foundation/chol-k200.idx --out reports/export --users "$data/train.txt"  # issue 6

@@ -1,0 +1,186 @@
+"""Where a pruned query's time goes: postings against the posting lists they sit in.
+
+The cost model of issue 3 charges 1 ns a posting, the cost of a scatter-add over one
+long stream of postings. A pruned query reads short prefixes of hundreds of lists
+at scattered offsets instead. This benchmark measures both on this host, in one run:
+
+1. The host's scatter-add: 2^21 postings added into 24,915 floats (the catalogue of
+   amazon-book), read as one stream, as lists of geometric lengths (the means a
+   pruned query sees) back to back, and as the same lists at random offsets of a
+   64 MB postings array (each list's head a cache and TLB miss, as in an index).
+   Reported per posting and per list.
+2. The engine on an index, one thread, over a sweep of ``prune``: lists visited,
+   postings scanned and items with a non-zero score per query (lists counted from
+   u = xE in numpy by the engine's rule), and time per query in a batch.
+
+Every case runs once per round, rounds in turn, and each figure is the median over
+the rounds: the host's speed drifts from minute to minute, and it moves every case alike.
+
+    python benchmarks/list_scan.py reports/foundation/chol-k200.idx --data examples/amazon-book \\
+        --out reports/list-scan
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numba as nb
+import numpy as np
+import scipy.sparse as sp
+
+from sparseidx import Index
+from sparseidx.data import load_interactions
+from sparseidx.files import write_text
+
+N_ITEMS = 24_915
+POSTINGS = 1 << 21
+ARRAY = 8 << 20  # postings in the array the random-offset lists are read from (64 MB of ids and weights)
+MEAN_LENGTHS = (2, 5, 10, 20, 50)
+PRUNES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+
+
+@nb.njit(cache=True)
+def _scatter_lists(starts, lengths, items, weights, acc):
+    """Add each list's postings into acc, list after list; returns the postings added."""
+    total = 0
+    for t in range(starts.shape[0]):
+        s = starts[t]
+        for p in range(s, s + lengths[t]):
+            acc[items[p]] += weights[p]
+        total += lengths[t]
+    return total
+
+
+def host_cases(seed: int = 0) -> list[dict]:
+    """The scatter-add under each layout of the same postings: (name, run, postings, lists) per case."""
+    rng = np.random.default_rng(seed)
+    items = rng.integers(0, N_ITEMS, ARRAY).astype(np.uint32)
+    weights = rng.standard_normal(ARRAY).astype(np.float32)
+    acc = np.zeros(N_ITEMS, dtype=np.float32)
+    layouts = [("one stream", np.array([0]), np.array([POSTINGS]))]
+    for mean in MEAN_LENGTHS:
+        lengths = np.minimum(rng.geometric(1.0 / mean, POSTINGS // mean), 10 * mean)
+        layouts.append((f"lists of mean length {mean}, back to back",
+                        np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths))
+        layouts.append((f"lists of mean length {mean}, random offsets",
+                        rng.integers(0, ARRAY - lengths.max(), len(lengths)), lengths))
+    cases = []
+    for name, starts, lengths in layouts:
+        starts, lengths = starts.astype(np.int64), lengths.astype(np.int64)
+        cases.append({"layout": name, "lists": int(len(lengths)), "postings": int(lengths.sum()),
+                      "run": lambda s=starts, n=lengths: _scatter_lists(s, n, items, weights, acc)})
+    return cases
+
+
+def lists_visited(U: sp.csr_matrix, max_abs: np.ndarray, prune: float) -> np.ndarray:
+    """Per query (row of U = xE), the lists a ``prune`` query scans: |u_d| max|V_d| >= prune x its largest, non-zero."""
+    bounds = np.abs(U.data) * max_abs[U.indices]
+    rows = np.repeat(np.arange(U.shape[0]), np.diff(U.indptr))
+    top = np.zeros(U.shape[0], dtype=np.float32)
+    np.maximum.at(top, rows, bounds)
+    keep = (bounds >= np.float32(prune) * top[rows]) & (bounds != 0)
+    return np.bincount(rows[keep], minlength=U.shape[0])
+
+
+def engine_cases(index: Index, H: sp.csr_matrix, k: int = 20) -> list[dict]:
+    """Lists visited, postings scanned and items scored per query for each prune threshold, with the batch to time."""
+    U = sp.csr_matrix(H @ index.to_factors().encoder, dtype=np.float32)
+    cases = []
+    for prune in PRUNES:
+        res = index.search_detailed(H, k, threads=1, prune=prune)
+        cases.append({"prune": prune, "lists_per_query": float(lists_visited(U, index.max_abs, prune).mean()),
+                      "postings_per_query": float(res.postings.mean()),
+                      "items_scored_per_query": float(res.nonzero.mean()),
+                      "run": lambda p=prune: index.search_detailed(H, k, threads=1, prune=p)})
+    return cases
+
+
+def time_rounds(cases: list[dict], rounds: int) -> None:
+    """Median seconds of each case's ``run`` into its ``seconds``; every round runs every case once, in turn."""
+    for case in cases:
+        case["run"]()
+    runs = [[] for _ in cases]
+    for _ in range(rounds):
+        for case, out in zip(cases, runs):
+            t0 = time.perf_counter()
+            case["run"]()
+            out.append(time.perf_counter() - t0)
+    for case, out in zip(cases, runs):
+        case["seconds"] = float(np.median(out))
+        del case["run"]
+
+
+def host_rows(cases: list[dict]) -> list[dict]:
+    """Timed host cases with ns per posting and per list."""
+    return [{**c, "ns_per_posting": c["seconds"] / c["postings"] * 1e9, "ns_per_list": c["seconds"] / c["lists"] * 1e9}
+            for c in cases]
+
+
+def engine_rows(cases: list[dict], n_queries: int) -> list[dict]:
+    """Timed engine cases with time per query, and that time per posting scanned and per list visited."""
+    rows = []
+    for c in cases:
+        us = c["seconds"] / n_queries * 1e6
+        rows.append({**c, "postings_per_list": c["postings_per_query"] / max(c["lists_per_query"], 1e-9),
+                     "batch_us_per_query": us, "ns_per_posting_scanned": us * 1000 / c["postings_per_query"],
+                     "ns_per_list_visited": us * 1000 / c["lists_per_query"]})
+    return rows
+
+
+def render(host: list[dict], engine: list[dict], meta: dict) -> str:
+    """The report as Markdown tables."""
+    lines = [f"# Posting lists against postings ({meta['date']})", "",
+             "Command: `python benchmarks/list_scan.py " + meta["index"] + " --data " + meta["data"]
+             + " --out " + meta["out"] + "`. Each figure is the median of " + str(meta["rounds"])
+             + " rounds that run every case in turn.", "",
+             f"## This host's scatter-add: {POSTINGS:,} postings into {N_ITEMS:,} floats", "",
+             "| layout | lists | ns / posting | ns / list |", "|---|---|---|---|"]
+    for r in host:
+        per_list = f"{r['ns_per_list']:.1f}" if r["lists"] > 1 else "-"
+        lines.append(f"| {r['layout']} | {r['lists']:,} | {r['ns_per_posting']:.2f} | {per_list} |")
+    lines += ["", f"## The engine, one thread, {meta['queries']:,} test users' histories, k = 20", "",
+              "| prune | lists visited / query | postings / query | postings / list | items scored / query "
+              "| batch us / query | ns / posting | ns / list |", "|---|---|---|---|---|---|---|---|"]
+    for r in engine:
+        lines.append(f"| {r['prune']:g} | {r['lists_per_query']:,.0f} | {r['postings_per_query']:,.0f} | "
+                     f"{r['postings_per_list']:.1f} | {r['items_scored_per_query']:,.0f} | "
+                     f"{r['batch_us_per_query']:.1f} | {r['ns_per_posting_scanned']:.2f} | "
+                     f"{r['ns_per_list_visited']:.1f} |")
+    lines += ["", "Engine time per query covers the whole query (encoding, lists, selection, rescoring of "
+              "40 candidates); ns / posting and ns / list divide that whole by each count. Compare a "
+              "threshold's postings per list with the host's lists of that mean length at random offsets.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("index", help="a sparseidx index directory (Cholesky k=200 in the README's figures)")
+    ap.add_argument("--data", required=True, help="directory with train.txt and test.txt")
+    ap.add_argument("--out", required=True, help="report directory (report.json, report.md)")
+    ap.add_argument("--queries", type=int, default=5000, help="random test users whose train histories are queried")
+    ap.add_argument("--rounds", type=int, default=7, help="timed rounds; each figure is the median over them")
+    args = ap.parse_args()
+    index = Index.open(args.index)
+    train = load_interactions(os.path.join(args.data, "train.txt"))
+    test = load_interactions(os.path.join(args.data, "test.txt"), user_ids=train.user_ids, skip_unknown=True)
+    users = np.flatnonzero((np.diff(test.X.indptr) > 0) & (np.diff(train.X.indptr) > 0))
+    users = np.random.default_rng(0).choice(users, size=min(args.queries, len(users)), replace=False)
+    H = sp.csr_matrix(train.X[np.sort(users)], dtype=np.float32)
+    host, engine = host_cases(), engine_cases(index, H)
+    # every case once per round, rounds in turn: a host that speeds up or slows down moves every case alike
+    time_rounds(host + engine, args.rounds)
+    host, engine = host_rows(host), engine_rows(engine, H.shape[0])
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "index": args.index, "data": args.data, "out": args.out,
+            "queries": int(H.shape[0]), "rounds": args.rounds}
+    os.makedirs(args.out, exist_ok=True)
+    write_text(os.path.join(args.out, "report.json"),
+               json.dumps({"meta": meta, "host": host, "engine": engine}, indent=2) + "\n")
+    write_text(os.path.join(args.out, "report.md"), render(host, engine, meta))
+    print(render(host, engine, meta))
+
+
+if __name__ == "__main__":
+    main()
