@@ -243,6 +243,13 @@ def test_empty_history_returns_popular_items_flagged():
     assert res.popular.tolist() == [True, False]
     want = np.lexsort((np.arange(30), -f.popularity))[:4]
     assert res.ids[0].tolist() == want.tolist()
+    # an empty history reads nothing, also where rescoring would read candidate rows
+    for options in ({}, {"prune": 0.1}, {"prune": 0.1, "candidates": 10}):
+        for threads in (1, 2):
+            res = index.search_detailed([[], [10, 20]], 4, threads=threads, **options)
+            assert res.ids[0].tolist() == want.tolist()
+            assert [res.postings[0], res.nonzero[0], res.entries[0]] == [0, 0, 0]
+            assert res.entries[1] > 0
     no_pop = Index.build(random_factors(5, 30, 10, 0.2, popularity=False))
     with pytest.raises(DataError, match="no popularity counts"):
         no_pop.search([[]], 4)

@@ -588,12 +588,18 @@ def search_range(scratch, start, stop, step, q_indptr, q_items, q_weights, e_ind
 
     ``scratch`` is this thread's ``new_scratch``; ``out_stats`` rows receive postings
     scanned, items with a non-zero score and entries read. Returns how many of the
-    histories were empty (their rows are left for the caller to fill).
+    histories were empty: they read nothing, and their answer rows are left for the
+    caller to fill.
     """
     empty = 0
     for q in range(start, stop, step):
         a, b = q_indptr[q], q_indptr[q + 1]
-        empty += a == b
+        if a == b:
+            empty += 1
+            out_stats[0, q] = 0
+            out_stats[1, q] = 0
+            out_stats[2, q] = 0
+            continue
         p, nz, ent = _answer(q_items[a:b], q_weights[a:b], e_indptr, e_dims, e_w, v_indptr, v_items, v_w,
                              max_abs, priors, f_indptr, f_dims, f_w, k, query_dims, query_mass, budget,
                              prune, candidates, exclude, scratch, out_scores[q], out_ids[q])
