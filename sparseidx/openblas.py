@@ -9,12 +9,15 @@ CHOLMOD's factorization of amazon-book's Gram matrix 4.3x slower than with the k
 the CPU supports (benchmarks/openblas.py). OpenBLAS reads ``OPENBLAS_CORETYPE`` once, when it is loaded, so
 ``pinned_openblas`` sets it around the first import of those libraries, to the best
 kernel family the CPU's flags allow, then restores the environment. A value the user
-set is left alone.
+set is left alone. ``import_pinned`` does that for one module, and only on its first
+import: later calls read nothing and set nothing.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from contextlib import contextmanager
 
 CPUINFO = "/proc/cpuinfo"
@@ -56,3 +59,12 @@ def pinned_openblas():
     finally:
         if core is not None:
             del os.environ["OPENBLAS_CORETYPE"]
+
+
+def import_pinned(module: str, load=importlib.import_module):
+    """``module``, loaded by ``load(module)`` under ``pinned_openblas`` unless it is imported already."""
+    loaded = sys.modules.get(module)
+    if loaded is not None:
+        return loaded
+    with pinned_openblas():
+        return load(module)

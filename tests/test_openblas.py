@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -53,6 +54,24 @@ def test_pinned_sets_nothing_on_a_cpu_without_avx2(monkeypatch):
     monkeypatch.setattr(openblas, "cpu_flags", lambda: {"sse3", "avx"})
     with openblas.pinned_openblas():
         assert "OPENBLAS_CORETYPE" not in os.environ
+
+
+def test_import_pinned_loads_once_under_the_pin(monkeypatch):
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    monkeypatch.setattr(openblas, "cpu_flags", lambda: AVX512)
+    seen = []
+
+    def load(name):
+        seen.append(os.environ.get("OPENBLAS_CORETYPE"))
+        module = types.ModuleType(name)
+        monkeypatch.setitem(sys.modules, name, module)
+        return module
+
+    module = openblas.import_pinned("sparseidx_test_blas_user", load)
+    assert seen == ["SkylakeX"] and "OPENBLAS_CORETYPE" not in os.environ
+    # imported already: returned as is, neither the CPU nor the environment is read
+    monkeypatch.setattr(openblas, "cpu_flags", lambda: pytest.fail("cpuinfo read for a loaded module"))
+    assert openblas.import_pinned("sparseidx_test_blas_user", lambda name: pytest.fail("loaded twice")) is module
 
 
 def _openblas_cores(code):

@@ -10,7 +10,6 @@ items remain, popular items for an empty history.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 
 import numpy as np
@@ -19,7 +18,7 @@ import scipy.sparse as sp
 
 from ..errors import DataError, IndexFormatError, require
 from ..factors import DenseFactors
-from ..openblas import pinned_openblas
+from ..openblas import import_pinned
 from . import format as fmt
 from .histories import HistoryEncoder
 from .sparse import SearchResult
@@ -30,11 +29,8 @@ FETCH_ENTRIES = 1 << 24  # neighbours fetched per FAISS call at most (bounds the
 
 
 def _faiss():
-    faiss = sys.modules.get("faiss")
-    if faiss is None:
-        with pinned_openblas():  # faiss-cpu's bundled OpenBLAS may not know this CPU: see sparseidx/openblas.py
-            faiss = require("faiss", "all", "the FAISS backend")
-    return faiss
+    # faiss-cpu's bundled OpenBLAS may not know this CPU: see sparseidx/openblas.py
+    return import_pinned("faiss", lambda name: require(name, "all", "the FAISS backend"))
 
 
 class DenseIndex(HistoryEncoder):

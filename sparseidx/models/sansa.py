@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from ..data import as_matrix, popularity
 from ..errors import DataError, SparseIdxError
 from ..factors import Factors
-from ..openblas import pinned_openblas
+from ..openblas import import_pinned
 from ..progress import log, stage
 from ._icf import incomplete_cholesky, scaled_gramian
 from ._symbolic import cholesky_nnz
@@ -37,9 +37,8 @@ COLAMD_MAX_ITEMS = 200_000
 
 
 def _cholmod():
-    with pinned_openblas():  # the OpenBLAS CHOLMOD links may not know this CPU: see sparseidx/openblas.py
-        from sksparse import cholmod
-    return cholmod
+    # the OpenBLAS CHOLMOD links may not know this CPU: see sparseidx/openblas.py
+    return import_pinned("sksparse.cholmod")
 
 
 def _ordering(X: sp.csr_matrix, mode: str):
