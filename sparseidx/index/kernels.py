@@ -596,9 +596,7 @@ def search_range(scratch, start, stop, step, q_indptr, q_items, q_weights, e_ind
         a, b = q_indptr[q], q_indptr[q + 1]
         if a == b:
             empty += 1
-            out_stats[0, q] = 0
-            out_stats[1, q] = 0
-            out_stats[2, q] = 0
+            out_stats[:, q] = 0
             continue
         p, nz, ent = _answer(q_items[a:b], q_weights[a:b], e_indptr, e_dims, e_w, v_indptr, v_items, v_w,
                              max_abs, priors, f_indptr, f_dims, f_w, k, query_dims, query_mass, budget,
