@@ -7,9 +7,13 @@ at scattered offsets instead. This benchmark measures both on this host, in one 
 1. The host's scatter-add: 2^21 postings added into 24,915 floats (the catalogue of
    amazon-book), read as one stream, as lists of geometric lengths (the means a
    pruned query sees) back to back, and as the same lists at random offsets of a
-   64 MB postings array (each list's head a cache and TLB miss, as in an index).
+   64 MB postings array (each list's head a cache and TLB miss, as in an index), with
+   and without the engine's prefetch of the list heads a few lists ahead.
    Reported per posting and per list.
-2. The engine on an index, one thread, over a sweep of ``prune``: lists visited,
+2. The host's load latency: a chain of dependent loads, one per 64-byte line, in random
+   order over working sets from L2-sized to larger than the index, beside the bytes of
+   the index's posting arrays: what a list head costs when no prefetch hides it.
+3. The engine on an index, one thread, over a sweep of ``prune``: lists visited,
    postings scanned and items with a non-zero score per query (lists counted from
    u = xE in numpy by the engine's rule), and time per query in a batch.
 
@@ -34,19 +38,31 @@ import scipy.sparse as sp
 from sparseidx import Index
 from sparseidx.data import load_interactions
 from sparseidx.files import write_text
+from sparseidx.index.kernels import PREFETCH
+from sparseidx.index.prefetch import prefetch
 
 N_ITEMS = 24_915
 POSTINGS = 1 << 21
 ARRAY = 8 << 20  # postings in the array the random-offset lists are read from (64 MB of ids and weights)
 MEAN_LENGTHS = (2, 5, 10, 20, 50)
+CHASE_MB = (0.5, 4, 16, 64)  # working sets of the load-latency chains
+CHASE_LOADS = 1 << 21
+LINE_INT64 = 8  # int64 slots in a 64-byte cache line
 PRUNES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 
 
 @nb.njit(cache=True)
-def _scatter_lists(starts, lengths, items, weights, acc):
-    """Add each list's postings into acc, list after list; returns the postings added."""
+def _scatter_lists(starts, lengths, items, weights, acc, ahead):
+    """Add each list's postings into acc, list after list; returns the postings added.
+
+    With ``ahead`` > 0 the head of the list that many lists on is prefetched first, as the engine does.
+    """
     total = 0
-    for t in range(starts.shape[0]):
+    n = starts.shape[0]
+    for t in range(n):
+        if ahead > 0 and t + ahead < n:
+            prefetch(items, starts[t + ahead])
+            prefetch(weights, starts[t + ahead])
         s = starts[t]
         for p in range(s, s + lengths[t]):
             acc[items[p]] += weights[p]
@@ -60,18 +76,47 @@ def host_cases(seed: int = 0) -> list[dict]:
     items = rng.integers(0, N_ITEMS, ARRAY).astype(np.uint32)
     weights = rng.standard_normal(ARRAY).astype(np.float32)
     acc = np.zeros(N_ITEMS, dtype=np.float32)
-    layouts = [("one stream", np.array([0]), np.array([POSTINGS]))]
+    layouts = [("one stream", np.array([0]), np.array([POSTINGS]), 0)]
     for mean in MEAN_LENGTHS:
         lengths = np.minimum(rng.geometric(1.0 / mean, POSTINGS // mean), 10 * mean)
+        scattered = rng.integers(0, ARRAY - lengths.max(), len(lengths))
         layouts.append((f"lists of mean length {mean}, back to back",
-                        np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths))
-        layouts.append((f"lists of mean length {mean}, random offsets",
-                        rng.integers(0, ARRAY - lengths.max(), len(lengths)), lengths))
+                        np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths, 0))
+        layouts.append((f"lists of mean length {mean}, random offsets", scattered, lengths, 0))
+        layouts.append((f"lists of mean length {mean}, random offsets, heads prefetched {PREFETCH} lists ahead",
+                        scattered, lengths, PREFETCH))
     cases = []
-    for name, starts, lengths in layouts:
+    for name, starts, lengths, ahead in layouts:
         starts, lengths = starts.astype(np.int64), lengths.astype(np.int64)
         cases.append({"layout": name, "lists": int(len(lengths)), "postings": int(lengths.sum()),
-                      "run": lambda s=starts, n=lengths: _scatter_lists(s, n, items, weights, acc)})
+                      "run": lambda s=starts, n=lengths, a=ahead: _scatter_lists(s, n, items, weights, acc, a)})
+    return cases
+
+
+@nb.njit(cache=True)
+def _chase(nxt, loads):
+    """Follow ``loads`` links of the chain in nxt from slot 0; returns where it stopped (keeps the loads live)."""
+    p = 0
+    for _ in range(loads):
+        p = nxt[p]
+    return p
+
+
+def latency_cases(seed: int = 0) -> list[dict]:
+    """A dependent-load chain through every cache line of each working set, lines in random order.
+
+    The chain is one cycle over the lines' first slots (slot 0 among them), so following
+    it from slot 0 visits every line before any repeats.
+    """
+    rng = np.random.default_rng(seed)
+    cases = []
+    for mb in CHASE_MB:
+        n_lines = int(mb * (1 << 20)) // 64
+        order = rng.permutation(n_lines) * LINE_INT64
+        nxt = np.zeros(n_lines * LINE_INT64, dtype=np.int64)
+        nxt[order] = np.roll(order, -1)
+        cases.append({"working_set_mb": mb, "loads": CHASE_LOADS,
+                      "run": lambda a=nxt: _chase(a, CHASE_LOADS)})
     return cases
 
 
@@ -119,6 +164,11 @@ def host_rows(cases: list[dict]) -> list[dict]:
             for c in cases]
 
 
+def latency_rows(cases: list[dict]) -> list[dict]:
+    """Timed load chains with ns per dependent load."""
+    return [{**c, "ns_per_load": c["seconds"] / c["loads"] * 1e9} for c in cases]
+
+
 def engine_rows(cases: list[dict], n_queries: int) -> list[dict]:
     """Timed engine cases with time per query, and that time per posting scanned and per list visited."""
     rows = []
@@ -130,7 +180,7 @@ def engine_rows(cases: list[dict], n_queries: int) -> list[dict]:
     return rows
 
 
-def render(host: list[dict], engine: list[dict], meta: dict) -> str:
+def render(host: list[dict], latency: list[dict], engine: list[dict], meta: dict) -> str:
     """The report as Markdown tables."""
     lines = [f"# Posting lists against postings ({meta['date']})", "",
              "Command: `python benchmarks/list_scan.py " + meta["index"] + " --data " + meta["data"]
@@ -141,6 +191,12 @@ def render(host: list[dict], engine: list[dict], meta: dict) -> str:
     for r in host:
         per_list = f"{r['ns_per_list']:.1f}" if r["lists"] > 1 else "-"
         lines.append(f"| {r['layout']} | {r['lists']:,} | {r['ns_per_posting']:.2f} | {per_list} |")
+    lines += ["", "## This host's load latency", "",
+              "A chain of dependent loads, one per 64-byte line, lines in random order. The index's posting "
+              f"arrays (item ids and weights) take {meta['postings_mb']:,.1f} MB.", "",
+              "| working set MB | ns / load |", "|---|---|"]
+    for r in latency:
+        lines.append(f"| {r['working_set_mb']:g} | {r['ns_per_load']:.1f} |")
     lines += ["", f"## The engine, one thread, {meta['queries']:,} test users' histories, k = 20", "",
               "| prune | lists visited / query | postings / query | postings / list | items scored / query "
               "| batch us / query | ns / posting | ns / list |", "|---|---|---|---|---|---|---|---|"]
@@ -151,7 +207,8 @@ def render(host: list[dict], engine: list[dict], meta: dict) -> str:
                      f"{r['ns_per_list_visited']:.1f} |")
     lines += ["", "Engine time per query covers the whole query (encoding, lists, selection, rescoring of "
               "40 candidates); ns / posting and ns / list divide that whole by each count. Compare a "
-              "threshold's postings per list with the host's lists of that mean length at random offsets.", ""]
+              "threshold's postings per list with the host's lists of that mean length at random offsets, "
+              "heads prefetched (as the engine's are).", ""]
     return "\n".join(lines)
 
 
@@ -169,17 +226,18 @@ def main() -> None:
     users = np.flatnonzero((np.diff(test.X.indptr) > 0) & (np.diff(train.X.indptr) > 0))
     users = np.random.default_rng(0).choice(users, size=min(args.queries, len(users)), replace=False)
     H = sp.csr_matrix(train.X[np.sort(users)], dtype=np.float32)
-    host, engine = host_cases(), engine_cases(index, H)
+    host, latency, engine = host_cases(), latency_cases(), engine_cases(index, H)
     # every case once per round, rounds in turn: a host that speeds up or slows down moves every case alike
-    time_rounds(host + engine, args.rounds)
-    host, engine = host_rows(host), engine_rows(engine, H.shape[0])
+    time_rounds(host + latency + engine, args.rounds)
+    host, latency, engine = host_rows(host), latency_rows(latency), engine_rows(engine, H.shape[0])
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "index": args.index, "data": args.data, "out": args.out,
-            "queries": int(H.shape[0]), "rounds": args.rounds}
+            "queries": int(H.shape[0]), "rounds": args.rounds,
+            "postings_mb": (index.v_items.nbytes + index.v_weights.nbytes) / (1 << 20)}
     os.makedirs(args.out, exist_ok=True)
     write_text(os.path.join(args.out, "report.json"),
-               json.dumps({"meta": meta, "host": host, "engine": engine}, indent=2) + "\n")
-    write_text(os.path.join(args.out, "report.md"), render(host, engine, meta))
-    print(render(host, engine, meta))
+               json.dumps({"meta": meta, "host": host, "latency": latency, "engine": engine}, indent=2) + "\n")
+    write_text(os.path.join(args.out, "report.md"), render(host, latency, engine, meta))
+    print(render(host, latency, engine, meta))
 
 
 if __name__ == "__main__":
