@@ -159,17 +159,24 @@ def test_zero_score_items_rank_above_negative_ones():
 
 
 @SETTINGS
-@given(keys=st.lists(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.5]) | st.floats(-5, 5, width=32), max_size=200),
-       m=st.integers(1, 250))
-def test_top_positions_is_a_stable_descending_sort_cut_to_m(keys, m):
-    keys = np.array(keys, dtype=np.float32)
-    # m as drawn, and a few of many (m <= n / HEAP_FRACTION), which takes the heap path
-    for m in (m, max(1, len(keys) // kernels.HEAP_FRACTION)):
-        out = np.full(len(keys) + 1, -1, dtype=np.int32)
-        got = kernels._top_positions(keys, len(keys), m, out)
-        expected = np.argsort(-keys, kind="stable")[:m]
-        assert got == len(expected)
-        assert out[:got].tolist() == expected.tolist()
+@given(pairs=st.lists(st.tuples(st.sampled_from([0.0, 0.5, 1.0, 1.0000001, 2.0, 3.5]) | st.floats(0, float(np.finfo(np.float32).max), width=32),
+                                st.integers(0, 5)), min_size=1, max_size=300),
+       target=st.integers(1, 400))
+def test_top_by_weight_takes_the_best_keys_until_their_weights_reach_the_target(pairs, target):
+    keys = np.array([k for k, _ in pairs], dtype=np.float32)
+    weights = np.array([w for _, w in pairs], dtype=np.int64)
+    n = len(keys)
+    out = np.full(n, -1, dtype=np.int64)
+    got = kernels._top_by_weight(keys, weights, n, target, np.empty(n, dtype=np.int64), out)
+    order = np.argsort(-keys, kind="stable")  # larger first, ties: lower position first
+    reached = np.flatnonzero(np.cumsum(weights[order]) >= target)
+    if len(reached) == 0:  # the weights fall short: every position
+        assert got == n and sorted(out.tolist()) == list(range(n))
+        return
+    expected = order[: reached[0] + 1]
+    assert got == len(expected)
+    assert sorted(out[:got].tolist()) == sorted(expected.tolist())
+    assert out[got - 1] == expected[-1]  # the lowest ranked comes last: a budget cuts its list
 
 
 def test_every_item_and_dimension_touched_stays_in_bounds():

@@ -32,7 +32,7 @@ from .prefetch import prefetch
 BLOCK_SHIFT = 6  # item blocks of 64 for touched tracking and block maxima
 PREFETCH = 8  # posting lists fetched ahead of the one being scanned
 SWITCH_SHIFT = 2  # pruned queries mark blocks, not items, once they touched n_items / 4
-HEAP_FRACTION = 8  # _top_positions keeps m of n in a heap when m <= n / 8
+RADIX_BITS = 8  # _top_by_weight's histograms: 256 buckets of a float32's exponent, then of its mantissa
 LINE = 16  # 4-byte entries per 64-byte cache line
 DENSE_SHIFT = 3  # exact queries planning n_items / 8 postings or more skip block marks: every block is visited
 NEG_INF = np.float32(-np.inf)
@@ -41,6 +41,9 @@ U2 = np.uint64(2)
 U3 = np.uint64(3)
 U4 = np.uint64(4)
 U_BLOCK_SHIFT = np.uint32(BLOCK_SHIFT)
+U_EXPONENT_SHIFT = np.uint32(23)
+U_MANTISSA_SHIFT = np.uint32(23 - RADIX_BITS)
+U_RADIX_MASK = np.uint32((1 << RADIX_BITS) - 1)
 
 
 @nb.njit(cache=True, inline="always")
@@ -103,48 +106,56 @@ def _offer(hs, hi, size, k, s, i):
 
 
 @nb.njit(cache=True)
-def _top_positions(keys, n, m, out):
-    """Positions of the m largest of keys[:n] into out[:m], largest first (ties: lower position first).
+def _top_by_weight(keys, weights, n, target, group, out):
+    """The best of keys[:n] (non-negative; larger first, ties: lower position first) until their weights reach target.
 
-    Returns min(m, n). A few from many go through a heap of m; more through a
-    partition that finds the m-th largest key, so only the kept positions are sorted.
+    Writes their positions into ``out``, the lowest ranked last, and returns how
+    many (all n when the weights fall short of target). ``group`` is scratch of n.
+    Two 256-bucket histograms of the keys' bits (exponent, then the top mantissa
+    bits) find the bucket where the weights reach target in O(n); only the keys
+    in that bucket are sorted.
     """
-    if m >= n:
-        order = np.argsort(-keys[:n], kind="mergesort")
-        for t in range(n):
-            out[t] = order[t]
-        return n
-    if m * HEAP_FRACTION <= n:
-        hs = np.empty(m, dtype=keys.dtype)
-        hi = np.empty(m, dtype=np.int64)
-        size = 0
-        for j in range(n):
-            s = keys[j]
-            if size < m or _better(s, j, hs[0], hi[0]):
-                size = _offer(hs, hi, size, m, s, j)
-        for r in range(m - 1, -1, -1):
-            out[r] = hi[0]
-            hs[0] = hs[r]
-            hi[0] = hi[r]
-            _sift_down(hs, hi, r, 0)
-        return m
-    threshold = np.partition(keys[:n], n - m)[n - m]
-    c = 0
-    for j in range(n):
-        if keys[j] > threshold:
-            out[c] = j
-            c += 1
-    for j in range(n):
-        if c >= m:
+    bits = keys[:n].view(np.uint32)  # non-negative float32: the bits order as the values
+    hist = np.zeros(1 << RADIX_BITS, dtype=np.int64)
+    for t in range(n):
+        hist[bits[t] >> U_EXPONENT_SHIFT] += weights[t]
+    above = 0  # weight of the keys ranked above the bucket searched
+    top = -1
+    for bucket in range(hist.shape[0] - 1, -1, -1):
+        if above + hist[bucket] >= target:
+            top = bucket
             break
-        if keys[j] == threshold:
-            out[c] = j
-            c += 1
-    chosen = out[:m].copy()
-    order = np.argsort(-keys[chosen], kind="mergesort")  # stable: equal keys stay in position order
-    for t in range(m):
-        out[t] = chosen[order[t]]
-    return m
+        above += hist[bucket]
+    if top < 0:
+        for t in range(n):
+            out[t] = t
+        return n
+    hist[:] = 0
+    for t in range(n):
+        if bits[t] >> U_EXPONENT_SHIFT == top:
+            hist[(bits[t] >> U_MANTISSA_SHIFT) & U_RADIX_MASK] += weights[t]
+    for bucket in range(hist.shape[0] - 1, -1, -1):
+        if above + hist[bucket] >= target:
+            top = (top << RADIX_BITS) | bucket
+            break
+        above += hist[bucket]
+    c = 0
+    n_group = 0
+    for t in range(n):
+        prefix = np.int64(bits[t] >> U_MANTISSA_SHIFT)
+        out[c] = t
+        c += prefix > top
+        group[n_group] = t
+        n_group += prefix == top
+    order = np.argsort(-keys[group[:n_group]], kind="mergesort")  # stable: equal keys keep position order
+    for r in range(n_group):
+        t = group[order[r]]
+        out[c] = t
+        c += 1
+        above += weights[t]
+        if above >= target:
+            break
+    return c
 
 
 @nb.njit(cache=True)
@@ -163,11 +174,14 @@ def _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget,
     mags = np.empty(nd, dtype=np.float32)
     for j in range(nd):
         mags[j] = abs(u[dims[j]])
-    # kept positions, strongest |u_d| first: the top query_dims, then cut to query_mass of sum |u_d|
-    kept = np.empty(nd, dtype=np.int32)
+    # kept positions: the top query_dims by |u_d|, cut to the strongest holding query_mass of sum |u_d|
+    kept = np.empty(nd, dtype=np.int64)
+    group = np.empty(nd, dtype=np.int64)
     n_keep = nd
     if query_mass > 0.0 and query_mass < 1.0:
-        n_keep = _top_positions(mags, nd, nd, kept)
+        order = np.argsort(-mags, kind="mergesort")  # stable: equal magnitudes keep position order
+        for t in range(nd):
+            kept[t] = order[t]
         if query_dims > 0 and query_dims < n_keep:
             n_keep = query_dims
         total = 0.0
@@ -180,7 +194,7 @@ def _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget,
                 n_keep = t + 1
                 break
     elif query_dims > 0 and query_dims < nd:
-        n_keep = _top_positions(mags, nd, query_dims, kept)
+        n_keep = _top_by_weight(mags, np.ones(nd, dtype=np.int64), nd, query_dims, group, kept)
     else:
         for j in range(nd):
             kept[j] = j
@@ -190,31 +204,23 @@ def _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget,
             keep[t] = d
             limit[t] = v_indptr[d + 1] - v_indptr[d]
         return n_keep
-    # budget: scan dimensions by their largest possible contribution |u_d| * max|V_d|, best first (ties:
-    # earlier kept position first), popped from a heap until the budget is spent: O(n_keep + used log n_keep).
-    # The heap keeps its worst entry at the root, so keys are negated: the root is the best dimension.
-    hs = np.empty(n_keep, dtype=np.float32)
-    hi = np.empty(n_keep, dtype=np.int64)
+    # budget: whole lists of the dimensions with the largest possible contribution |u_d| * max|V_d| (ties:
+    # earlier kept position first) until the budget is spent; the last of them is cut to what is left
+    bounds = np.empty(n_keep, dtype=np.float32)
+    lengths = np.empty(n_keep, dtype=np.int64)
     for t in range(n_keep):
-        hs[t] = -(mags[kept[t]] * max_abs[dims[kept[t]]])
-        hi[t] = -t
-    for pos in range(n_keep // 2 - 1, -1, -1):
-        _sift_down(hs, hi, n_keep, pos)
+        d = dims[kept[t]]
+        bounds[t] = mags[kept[t]] * max_abs[d]
+        lengths[t] = v_indptr[d + 1] - v_indptr[d]
+    chosen = np.empty(n_keep, dtype=np.int64)
+    n_out = _top_by_weight(bounds, lengths, n_keep, budget, group, chosen)
     left = budget
-    n_out = 0
-    size = n_keep
-    while left > 0 and size > 0:
-        d = dims[kept[-hi[0]]]
-        length = v_indptr[d + 1] - v_indptr[d]
-        take = length if length < left else left
-        keep[n_out] = d
-        limit[n_out] = take
+    for r in range(n_out):
+        t = chosen[r]
+        take = lengths[t] if lengths[t] < left else left
+        keep[r] = dims[kept[t]]
+        limit[r] = take
         left -= take
-        n_out += 1
-        size -= 1
-        hs[0] = hs[size]
-        hi[0] = hi[size]
-        _sift_down(hs, hi, size, 0)
     return n_out
 
 
