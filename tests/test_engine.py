@@ -169,7 +169,7 @@ def test_top_by_weight_takes_the_best_keys_until_their_weights_reach_the_target(
     weights = np.array([w for _, w in pairs], dtype=np.int64)
     n = len(keys)
     out = np.full(n, -1, dtype=np.int64)
-    got = kernels._top_by_weight(keys, weights, n, target, np.empty(n, dtype=np.int64), out)
+    got = kernels._top_by_weight(keys, weights, n, target, out)
     order = np.argsort(-keys, kind="stable")  # larger first, ties: lower position first
     reached = np.flatnonzero(np.cumsum(weights[order]) >= target)
     if len(reached) == 0:  # the weights fall short: every position

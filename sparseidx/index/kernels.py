@@ -105,27 +105,31 @@ def _offer(hs, hi, size, k, s, i):
     return size
 
 
+@nb.njit(cache=True, inline="always")
+def _reaching_bucket(hist, above, target):
+    """The highest bucket at which ``above`` plus the weights from the top down reach target (-1: none),
+    and the weight of the buckets above it added to ``above``."""
+    for bucket in range(hist.shape[0] - 1, -1, -1):
+        if above + hist[bucket] >= target:
+            return bucket, above
+        above += hist[bucket]
+    return -1, above
+
+
 @nb.njit(cache=True)
-def _top_by_weight(keys, weights, n, target, group, out):
+def _top_by_weight(keys, weights, n, target, out):
     """The best of keys[:n] (non-negative; larger first, ties: lower position first) until their weights reach target.
 
     Writes their positions into ``out``, the lowest ranked last, and returns how
-    many (all n when the weights fall short of target). ``group`` is scratch of n.
-    Two 256-bucket histograms of the keys' bits (exponent, then the top mantissa
-    bits) find the bucket where the weights reach target in O(n); only the keys
-    in that bucket are sorted.
+    many (all n when the weights fall short of target). Two 256-bucket histograms
+    of the keys' bits (exponent, then the top mantissa bits) find the bucket where
+    the weights reach target in O(n); only the keys in that bucket are sorted.
     """
     bits = keys[:n].view(np.uint32)  # non-negative float32: the bits order as the values
     hist = np.zeros(1 << RADIX_BITS, dtype=np.int64)
     for t in range(n):
         hist[bits[t] >> U_EXPONENT_SHIFT] += weights[t]
-    above = 0  # weight of the keys ranked above the bucket searched
-    top = -1
-    for bucket in range(hist.shape[0] - 1, -1, -1):
-        if above + hist[bucket] >= target:
-            top = bucket
-            break
-        above += hist[bucket]
+    top, above = _reaching_bucket(hist, 0, target)  # above: weight of the keys ranked above the bucket
     if top < 0:
         for t in range(n):
             out[t] = t
@@ -134,12 +138,10 @@ def _top_by_weight(keys, weights, n, target, group, out):
     for t in range(n):
         if bits[t] >> U_EXPONENT_SHIFT == top:
             hist[(bits[t] >> U_MANTISSA_SHIFT) & U_RADIX_MASK] += weights[t]
-    for bucket in range(hist.shape[0] - 1, -1, -1):
-        if above + hist[bucket] >= target:
-            top = (top << RADIX_BITS) | bucket
-            break
-        above += hist[bucket]
+    bucket, above = _reaching_bucket(hist, above, target)
+    top = (top << RADIX_BITS) | bucket
     c = 0
+    group = np.empty(n, dtype=np.int64)
     n_group = 0
     for t in range(n):
         prefix = np.int64(bits[t] >> U_MANTISSA_SHIFT)
@@ -176,12 +178,9 @@ def _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget,
         mags[j] = abs(u[dims[j]])
     # kept positions: the top query_dims by |u_d|, cut to the strongest holding query_mass of sum |u_d|
     kept = np.empty(nd, dtype=np.int64)
-    group = np.empty(nd, dtype=np.int64)
     n_keep = nd
     if query_mass > 0.0 and query_mass < 1.0:
-        order = np.argsort(-mags, kind="mergesort")  # stable: equal magnitudes keep position order
-        for t in range(nd):
-            kept[t] = order[t]
+        kept = np.argsort(-mags, kind="mergesort")  # stable: equal magnitudes keep position order
         if query_dims > 0 and query_dims < n_keep:
             n_keep = query_dims
         total = 0.0
@@ -194,7 +193,7 @@ def _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget,
                 n_keep = t + 1
                 break
     elif query_dims > 0 and query_dims < nd:
-        n_keep = _top_by_weight(mags, np.ones(nd, dtype=np.int64), nd, query_dims, group, kept)
+        n_keep = _top_by_weight(mags, np.ones(nd, dtype=np.int64), nd, query_dims, kept)
     else:
         for j in range(nd):
             kept[j] = j
@@ -213,7 +212,7 @@ def _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget,
         bounds[t] = mags[kept[t]] * max_abs[d]
         lengths[t] = v_indptr[d + 1] - v_indptr[d]
     chosen = np.empty(n_keep, dtype=np.int64)
-    n_out = _top_by_weight(bounds, lengths, n_keep, budget, group, chosen)
+    n_out = _top_by_weight(bounds, lengths, n_keep, budget, chosen)
     left = budget
     for r in range(n_out):
         t = chosen[r]
