@@ -177,7 +177,6 @@ def _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget,
     for j in range(nd):
         mags[j] = abs(u[dims[j]])
     # kept positions: the top query_dims by |u_d|, cut to the strongest holding query_mass of sum |u_d|
-    kept = np.empty(nd, dtype=np.int64)
     n_keep = nd
     if query_mass > 0.0 and query_mass < 1.0:
         kept = np.argsort(-mags, kind="mergesort")  # stable: equal magnitudes keep position order
@@ -193,10 +192,10 @@ def _select_dims(u, dims, nd, max_abs, v_indptr, query_dims, query_mass, budget,
                 n_keep = t + 1
                 break
     elif query_dims > 0 and query_dims < nd:
+        kept = np.empty(nd, dtype=np.int64)
         n_keep = _top_by_weight(mags, np.ones(nd, dtype=np.int64), nd, query_dims, kept)
     else:
-        for j in range(nd):
-            kept[j] = j
+        kept = np.arange(nd)
     if budget <= 0:
         for t in range(n_keep):
             d = dims[kept[t]]
