@@ -16,6 +16,11 @@ at scattered offsets instead. This benchmark measures both on this host, in one 
 3. The engine on an index, one thread, over a sweep of ``prune``: lists visited,
    postings scanned and items with a non-zero score per query (lists counted from
    u = xE in numpy by the engine's rule), and time per query in a batch.
+4. What the visited lists hold: the share of them whose head alone passes the cut,
+   and the longer prefixes of the others scatter-added query after query as the
+   engine does (listing each item it touches first, the listed items reset after each
+   query) and as a plain scatter-add (the accumulator zeroed after each query): the
+   cost of the engine's touched-item list on the postings that dominate these queries.
 
 Every case runs once per round, rounds in turn, and each figure is the median over
 the rounds: the host's speed drifts from minute to minute, and it moves every case alike.
@@ -120,27 +125,114 @@ def latency_cases(seed: int = 0) -> list[dict]:
     return cases
 
 
-def lists_visited(U: sp.csr_matrix, max_abs: np.ndarray, prune: float) -> np.ndarray:
-    """Per query (row of U = xE), the lists a ``prune`` query scans: |u_d| max|V_d| >= prune x its largest, non-zero."""
-    bounds = np.abs(U.data) * max_abs[U.indices]
+def visited_lists(U: sp.csr_matrix, index: Index, prune: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (query, dimension) entries of U = xE whose lists a ``prune`` query scans, by the engine's rule.
+
+    Returns the entries' positions in U.data, their queries and their cuts: a list is
+    visited when |u_d| max|V_d| >= prune x the query's largest such bound (and not 0),
+    and scanned while |v| >= cut = that threshold / |u_d|.
+    """
+    bounds = np.abs(U.data) * index.max_abs[U.indices]
     rows = np.repeat(np.arange(U.shape[0]), np.diff(U.indptr))
     top = np.zeros(U.shape[0], dtype=np.float32)
     np.maximum.at(top, rows, bounds)
-    keep = (bounds >= np.float32(prune) * top[rows]) & (bounds != 0)
-    return np.bincount(rows[keep], minlength=U.shape[0])
+    tau = np.float32(prune) * top[rows]
+    at = np.flatnonzero((bounds >= tau) & (bounds != 0))
+    return at, rows[at], (tau[at] / np.abs(U.data[at])).astype(np.float32)
 
 
-def engine_cases(index: Index, H: sp.csr_matrix, k: int = 20) -> list[dict]:
-    """Lists visited, postings scanned and items scored per query for each prune threshold, with the batch to time."""
+def second_weights(index: Index) -> np.ndarray:
+    """|weight| of each list's second posting (0 for lists of one): lists are impact ordered, so a query whose
+    cut is above it scans that list's head alone."""
+    lengths = np.diff(index.v_indptr)
+    second = np.zeros(len(lengths), dtype=np.float32)
+    two = lengths >= 2
+    second[two] = np.abs(index.v_weights[index.v_indptr[:-1][two] + 1])
+    return second
+
+
+@nb.njit(cache=True)
+def _prefix_lengths(starts, stops, cuts, weights):
+    """Postings at the head of each impact-ordered list with |weight| >= its cut (binary search)."""
+    out = np.empty(starts.shape[0], dtype=np.int64)
+    for t in range(starts.shape[0]):
+        lo, hi = starts[t], stops[t]
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if abs(weights[mid]) >= cuts[t]:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[t] = lo - starts[t]
+    return out
+
+
+@nb.njit(cache=True)
+def _scatter_tracked(q_ptr, starts, lengths, uds, items, weights, acc, touched):
+    """Each query's prefixes added into acc as the engine adds them (first touches listed without a branch),
+    then its listed items reset; returns the items listed."""
+    listed = 0
+    for q in range(q_ptr.shape[0] - 1):
+        n = np.uint64(0)
+        for t in range(q_ptr[q], q_ptr[q + 1]):
+            ud = uds[t]
+            for p in range(np.uint64(starts[t]), np.uint64(starts[t] + lengths[t])):
+                i = items[p]
+                a = acc[i]
+                touched[n] = i
+                n += np.uint64(a == 0.0)
+                acc[i] = a + ud * weights[p]
+        for t in range(n):
+            acc[touched[t]] = 0.0
+        listed += n
+    return listed
+
+
+@nb.njit(cache=True)
+def _scatter_plain(q_ptr, starts, lengths, uds, items, weights, acc):
+    """Each query's prefixes added into acc with nothing listed, then the whole accumulator zeroed."""
+    for q in range(q_ptr.shape[0] - 1):
+        for t in range(q_ptr[q], q_ptr[q + 1]):
+            ud = uds[t]
+            for p in range(np.uint64(starts[t]), np.uint64(starts[t] + lengths[t])):
+                acc[items[p]] += ud * weights[p]
+        acc[:] = 0.0
+
+
+def engine_cases(index: Index, H: sp.csr_matrix, k: int = 20) -> tuple[list[dict], list[dict]]:
+    """Per prune threshold: the engine's batch with its counts per query, and the scatter-add of the prefixes of
+    the visited lists that hold more than their head, engine-style and plain, each with its run to time."""
     U = sp.csr_matrix(H @ index.to_factors().encoder, dtype=np.float32)
-    cases = []
+    second = second_weights(index)
+    items = index.v_items.view(np.uint32)
+    acc = np.zeros(index.n_items, dtype=np.float32)
+    cases, prefix_cases = [], []
     for prune in PRUNES:
+        at, rows, cuts = visited_lists(U, index, prune)
+        dims = U.indices[at]
+        head_only = second[dims] < cuts
         res = index.search_detailed(H, k, threads=1, prune=prune)
-        cases.append({"prune": prune, "lists_per_query": float(lists_visited(U, index.max_abs, prune).mean()),
+        cases.append({"prune": prune, "lists_per_query": len(at) / H.shape[0],
+                      "head_only_share": float(head_only.mean()) if len(at) else 0.0,
                       "postings_per_query": float(res.postings.mean()),
                       "items_scored_per_query": float(res.nonzero.mean()),
                       "run": lambda p=prune: index.search_detailed(H, k, threads=1, prune=p)})
-    return cases
+        longer = ~head_only
+        starts = index.v_indptr[dims[longer]]
+        lengths = _prefix_lengths(starts, index.v_indptr[dims[longer] + 1], cuts[longer], index.v_weights)
+        q_ptr = np.concatenate(([0], np.cumsum(np.bincount(rows[longer], minlength=H.shape[0]))))
+        uds = U.data[at[longer]]
+        # a query lists at most one item per posting it adds, plus the spare slot of the branch-free append
+        most = np.bincount(rows[longer], weights=lengths, minlength=H.shape[0]).max(initial=0)
+        touched = np.empty(int(most) + 1, dtype=np.uint32)
+        prefixes = (q_ptr, starts, lengths, uds)
+        runs = {"listing touched items (the engine)":
+                lambda a=prefixes, t=touched: _scatter_tracked(*a, items, index.v_weights, acc, t),
+                "plain": lambda a=prefixes: _scatter_plain(*a, items, index.v_weights, acc)}
+        for way, run in runs.items():
+            prefix_cases.append({"prune": prune, "scatter": way, "lists_per_query": float(longer.sum()) / H.shape[0],
+                                 "postings": int(lengths.sum()), "run": run})
+    return cases, prefix_cases
 
 
 def time_rounds(cases: list[dict], rounds: int) -> None:
@@ -169,6 +261,12 @@ def latency_rows(cases: list[dict]) -> list[dict]:
     return [{**c, "ns_per_load": c["seconds"] / c["loads"] * 1e9} for c in cases]
 
 
+def prefix_rows(cases: list[dict], n_queries: int) -> list[dict]:
+    """Timed prefix scatter-adds with postings per query and ns per posting."""
+    return [{**c, "postings_per_query": c["postings"] / n_queries,
+             "ns_per_posting": c["seconds"] / max(c["postings"], 1) * 1e9} for c in cases]
+
+
 def engine_rows(cases: list[dict], n_queries: int) -> list[dict]:
     """Timed engine cases with time per query, and that time per posting scanned and per list visited."""
     rows = []
@@ -180,7 +278,7 @@ def engine_rows(cases: list[dict], n_queries: int) -> list[dict]:
     return rows
 
 
-def render(host: list[dict], latency: list[dict], engine: list[dict], meta: dict) -> str:
+def render(host: list[dict], latency: list[dict], engine: list[dict], prefixes: list[dict], meta: dict) -> str:
     """The report as Markdown tables."""
     lines = [f"# Posting lists against postings ({meta['date']})", "",
              "Command: `python benchmarks/list_scan.py " + meta["index"] + " --data " + meta["data"]
@@ -198,17 +296,28 @@ def render(host: list[dict], latency: list[dict], engine: list[dict], meta: dict
     for r in latency:
         lines.append(f"| {r['working_set_mb']:g} | {r['ns_per_load']:.1f} |")
     lines += ["", f"## The engine, one thread, {meta['queries']:,} test users' histories, k = 20", "",
-              "| prune | lists visited / query | postings / query | postings / list | items scored / query "
-              "| batch us / query | ns / posting | ns / list |", "|---|---|---|---|---|---|---|---|"]
+              "| prune | lists visited / query | of them, head only | postings / query | postings / list "
+              "| items scored / query | batch us / query | ns / posting | ns / list |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in engine:
-        lines.append(f"| {r['prune']:g} | {r['lists_per_query']:,.0f} | {r['postings_per_query']:,.0f} | "
-                     f"{r['postings_per_list']:.1f} | {r['items_scored_per_query']:,.0f} | "
-                     f"{r['batch_us_per_query']:.1f} | {r['ns_per_posting_scanned']:.2f} | "
-                     f"{r['ns_per_list_visited']:.1f} |")
+        lines.append(f"| {r['prune']:g} | {r['lists_per_query']:,.0f} | {r['head_only_share']:.1%} | "
+                     f"{r['postings_per_query']:,.0f} | {r['postings_per_list']:.1f} | "
+                     f"{r['items_scored_per_query']:,.0f} | {r['batch_us_per_query']:.1f} | "
+                     f"{r['ns_per_posting_scanned']:.2f} | {r['ns_per_list_visited']:.1f} |")
     lines += ["", "Engine time per query covers the whole query (encoding, lists, selection, rescoring of "
               "40 candidates); ns / posting and ns / list divide that whole by each count. Compare a "
               "threshold's postings per list with the host's lists of that mean length at random offsets, "
-              "heads prefetched (as the engine's are).", ""]
+              "heads prefetched (as the engine's are). *Head only*: lists whose second posting is below the "
+              "query's cut, so the scan takes their first posting alone.", "",
+              "## The longer prefixes: the visited lists that hold more than their head", "",
+              "Their prefixes (postings with |v| >= the cut) scatter-added query after query, as the engine adds "
+              "them (each item listed at its first touch, the listed items reset after the query) and plain "
+              "(nothing listed, the whole accumulator zeroed after the query).", "",
+              "| prune | lists / query | postings / query | scatter | ns / posting |", "|---|---|---|---|---|"]
+    for r in prefixes:
+        lines.append(f"| {r['prune']:g} | {r['lists_per_query']:,.1f} | {r['postings_per_query']:,.0f} | "
+                     f"{r['scatter']} | {r['ns_per_posting']:.2f} |")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -226,18 +335,20 @@ def main() -> None:
     users = np.flatnonzero((np.diff(test.X.indptr) > 0) & (np.diff(train.X.indptr) > 0))
     users = np.random.default_rng(0).choice(users, size=min(args.queries, len(users)), replace=False)
     H = sp.csr_matrix(train.X[np.sort(users)], dtype=np.float32)
-    host, latency, engine = host_cases(), latency_cases(), engine_cases(index, H)
+    host, latency, (engine, prefixes) = host_cases(), latency_cases(), engine_cases(index, H)
     # every case once per round, rounds in turn: a host that speeds up or slows down moves every case alike
-    time_rounds(host + latency + engine, args.rounds)
-    host, latency, engine = host_rows(host), latency_rows(latency), engine_rows(engine, H.shape[0])
+    time_rounds(host + latency + engine + prefixes, args.rounds)
+    host, latency = host_rows(host), latency_rows(latency)
+    engine, prefixes = engine_rows(engine, H.shape[0]), prefix_rows(prefixes, H.shape[0])
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "index": args.index, "data": args.data, "out": args.out,
             "queries": int(H.shape[0]), "rounds": args.rounds,
             "postings_mb": (index.v_items.nbytes + index.v_weights.nbytes) / (1 << 20)}
     os.makedirs(args.out, exist_ok=True)
     write_text(os.path.join(args.out, "report.json"),
-               json.dumps({"meta": meta, "host": host, "latency": latency, "engine": engine}, indent=2) + "\n")
-    write_text(os.path.join(args.out, "report.md"), render(host, latency, engine, meta))
-    print(render(host, latency, engine, meta))
+               json.dumps({"meta": meta, "host": host, "latency": latency, "engine": engine, "prefixes": prefixes},
+                          indent=2) + "\n")
+    write_text(os.path.join(args.out, "report.md"), render(host, latency, engine, prefixes, meta))
+    print(render(host, latency, engine, prefixes, meta))
 
 
 if __name__ == "__main__":
