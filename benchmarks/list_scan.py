@@ -170,7 +170,8 @@ def _prefix_lengths(starts, stops, cuts, weights):
 @nb.njit(cache=True)
 def _scatter_tracked(q_ptr, starts, lengths, uds, items, weights, acc, touched):
     """Each query's prefixes added into acc as the engine adds them (first touches listed without a branch),
-    then its listed items reset; returns the items listed."""
+    then its listed items reset; returns the items listed. Unlike the engine, it keeps listing past
+    n_items / 4 items (the engine marks item blocks from there on), so that every query pays the same way."""
     listed = 0
     for q in range(q_ptr.shape[0] - 1):
         n = np.uint64(0)
