@@ -15,7 +15,7 @@ run "$venv/bin/sparseidx" bench reports/foundation/chol-k200.idx --train "$data/
     --test "$data/test.txt" --out reports/bench --peers scipy,seismic,faiss \
     --dense-index reports/dense/indexes/chol-lowrank-d256-HNSW32_Flat.idx \
     --queries 10000 --latency-queries 1000 --postings-per-dim 50,100 > /dev/null       # issue 3
-# all 70,591 test users against scipy and Seismic (85-92 minutes, most of it Seismic's sweep)
+# all 70,591 test users against scipy and Seismic (63-92 minutes as the host runs, most of it Seismic's sweep)
 run "$venv/bin/sparseidx" bench reports/foundation/chol-k200.idx --train "$data/train.txt" \
     --test "$data/test.txt" --out reports/bench-all-users --peers scipy,seismic --latency-queries 1000 > /dev/null
 run "$py" benchmarks/list_scan.py reports/foundation/chol-k200.idx --data "$data" --out reports/list-scan > /dev/null  # issue 3
