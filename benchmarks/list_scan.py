@@ -348,8 +348,9 @@ def main() -> None:
     write_text(os.path.join(args.out, "report.json"),
                json.dumps({"meta": meta, "host": host, "latency": latency, "engine": engine, "prefixes": prefixes},
                           indent=2) + "\n")
-    write_text(os.path.join(args.out, "report.md"), render(host, latency, engine, prefixes, meta))
-    print(render(host, latency, engine, prefixes, meta))
+    report = render(host, latency, engine, prefixes, meta)
+    write_text(os.path.join(args.out, "report.md"), report)
+    print(report)
 
 
 if __name__ == "__main__":
