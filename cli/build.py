@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import math
 import time
 
 import click
@@ -10,10 +12,12 @@ from sparseidx.data import load_interactions, popularity
 from sparseidx.errors import DataError
 from sparseidx.factors import DenseFactors, load_embeddings
 from sparseidx.index import Index
-from sparseidx.models import FITTERS, fit
+from sparseidx.index.dense import DenseIndex, check_factory
+from sparseidx.index.format import check_index_output
+from sparseidx.models import FITTERS, fit, fitter
 from sparseidx.models.cholesky import ORDERS
 
-from .common import echo_json, info
+from .common import FiniteFloat, echo_json, info
 
 DENSE_MODELS = ("puresvd", "chol-lowrank", "elsa")
 
@@ -32,9 +36,12 @@ def _beta(value: str):
     if value == "auto":
         return value
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is neither 'auto' nor a number", param_hint="--beta") from None
+        number = math.nan
+    if not math.isfinite(number):
+        raise click.BadParameter(f"{value!r} is neither 'auto' nor a finite number", param_hint="--beta")
+    return number
 
 
 @click.command()
@@ -49,7 +56,7 @@ def _beta(value: str):
               help="Index backend [default: faiss for dense models (puresvd, chol-lowrank, elsa), else sparse].")
 @click.option("--faiss-index", default="Flat", show_default=True,
               help="FAISS factory string for --backend faiss, e.g. 'Flat', 'HNSW32,Flat', 'IVF1024,Flat'.")
-@click.option("--l2", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--l2", type=FiniteFloat(min=0, min_open=True), default=None,
               help="L2 regularisation lambda [default: 200 for chol, 20 for sansa].")
 @click.option("--beta", default=None,
               help="Cholesky: beta > 1 for beta*D_P - P, or 'auto' (start at 2, raise until positive definite) "
@@ -62,7 +69,7 @@ def _beta(value: str):
 @click.option("--factorizer", type=click.Choice(["auto", "cholmod", "icf"]), default=None,
               help="SANSA: exact CHOLMOD factor or incomplete Cholesky [default: auto, from the predicted "
                    "factor size].")
-@click.option("--density", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--density", type=FiniteFloat(min=0, min_open=True), default=None,
               help="SANSA: target density of the factor and its inverse (fraction of N^2).")
 @click.option("--nnz-per-item", type=click.IntRange(min=1), default=None,
               help="SANSA / Compressed ELSA: non-zeros per item (instead of --density).")
@@ -70,14 +77,14 @@ def _beta(value: str):
 @click.option("--finetune-steps", type=click.IntRange(min=0), default=None, help="SANSA: UMR finetune steps.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="ELSA: training epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="ELSA: users per batch.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="ELSA: learning rate.")
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=None, help="ELSA: learning rate.")
 @click.option("--schedule", type=click.Choice(["exponential", "linear", "step"]), default=None,
               help="Compressed ELSA: how non-zeros per item decrease during training.")
 @click.option("--rewind", is_flag=True, default=None, help="Compressed ELSA: rewind surviving weights each stage.")
 @click.option("--seed", type=int, default=None, help="Random seed of the models that use one.")
 @click.option("--postings-per-dim", type=click.IntRange(min=1), default=None,
               help="Static pruning: keep the largest-|weight| postings of each dimension.")
-@click.option("--min-weight", type=click.FloatRange(min=0), default=None,
+@click.option("--min-weight", type=FiniteFloat(min=0), default=None,
               help="Static pruning: drop postings with |weight| below this global threshold.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists (atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print a build summary as JSON.")
@@ -94,20 +101,23 @@ def build(interactions, out, model, embeddings, backend, faiss_index, postings_p
       sparseidx build --embeddings emb.npz --out imported.idx
     """
     start = time.perf_counter()
+    check_index_output(out, overwrite)  # every check that can run before the work runs now
     if embeddings:
         factors = _import(interactions, embeddings)
     else:
         if not interactions:
             raise click.UsageError("give INTERACTIONS to train from, or --embeddings FILE to import")
+        kwargs = _model_kwargs(model, model_options)
+        _check_backend(model, backend or ("faiss" if model in DENSE_MODELS else "sparse"), faiss_index,
+                       postings_per_dim, min_weight, kwargs)
         inter = load_interactions(interactions)
         info(f"read {inter.nnz:,} interactions of {inter.n_users:,} users on {inter.n_items:,} items")
-        factors = fit(model, inter, **_model_kwargs(model, model_options))
+        factors = fit(model, inter, **kwargs)
     dense = isinstance(factors, DenseFactors)
     backend = backend or ("faiss" if dense else "sparse")
     if backend == "faiss":
         if postings_per_dim or min_weight is not None:
             raise click.UsageError("--postings-per-dim and --min-weight apply to the sparse backend only")
-        from sparseidx.index.dense import DenseIndex
 
         index = DenseIndex.build(factors, faiss_index=faiss_index)
     else:
@@ -123,6 +133,21 @@ def build(interactions, out, model, embeddings, backend, faiss_index, postings_p
     else:
         info(f"wrote {out}: {factors.model} model ({backend}), {factors.n_items:,} items x {factors.n_dims:,} dims "
              f"in {summary['seconds']:.1f} s")
+
+
+def _check_backend(model, backend, faiss_index, postings_per_dim, min_weight, kwargs) -> None:
+    """Refuse a model/backend combination, or a FAISS factory string, that would fail after training."""
+    dense = model in DENSE_MODELS
+    if backend == "faiss" and not dense:
+        raise click.UsageError(f"--model {model} gives sparse embeddings, served by the sparse backend; "
+                               f"--backend faiss takes the dense models ({', '.join(DENSE_MODELS)})")
+    if backend == "sparse" and dense:
+        raise click.UsageError(f"--model {model} gives dense embeddings: use --backend faiss")
+    if backend == "faiss" and (postings_per_dim or min_weight is not None):
+        raise click.UsageError("--postings-per-dim and --min-weight apply to the sparse backend only")
+    if backend == "faiss":
+        dims = kwargs.get("dims") or inspect.signature(fitter(model)).parameters["dims"].default
+        check_factory(faiss_index, dims)
 
 
 def _import(interactions, embeddings):

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import json
-import sys
+import math
 
 import click
 import numpy as np
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option within a range; NaN and infinities are refused (they pass a plain range check)."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
 
 
 def search_options(f):
@@ -14,11 +27,11 @@ def search_options(f):
     options = [
         click.option("--query-dims", type=click.IntRange(min=1), default=None,
                      help="Keep only the m strongest dimensions of the user vector u = xE."),
-        click.option("--query-mass", type=click.FloatRange(0, 1, min_open=True), default=None,
+        click.option("--query-mass", type=FiniteFloat(0, 1, min_open=True), default=None,
                      help="Keep the strongest dimensions of u holding this fraction of sum |u|."),
         click.option("--budget", type=click.IntRange(min=1), default=None,
                      help="Scan at most this many postings per query, highest impact first (anytime)."),
-        click.option("--prune", type=click.FloatRange(0, 1, max_open=True), default=None,
+        click.option("--prune", type=FiniteFloat(0, 1, max_open=True), default=None,
                      help="Skip postings whose contribution |u_d * v| is below this fraction of the query's "
                           "largest possible one (e.g. 0.001), then rescore the best candidates exactly."),
         click.option("--candidates", type=click.IntRange(min=1), default=None,
@@ -75,7 +88,3 @@ def _fmt(v) -> str:
 def info(message: str) -> None:
     """A note for people, on stderr so that stdout stays machine-readable."""
     click.echo(message, err=True)
-
-
-def stdout_is_terminal() -> bool:
-    return sys.stdout.isatty()

@@ -30,7 +30,7 @@ def export(index, target, out, users, split_signs, overwrite, as_json):
       feast          a feature repository: feature_store.yaml, features.py, data/items.parquet
       milvus         Parquet with a struct<indices, values> sparse vector column (bulk import)
       qdrant         JSONL points with a named sparse vector
-      pgvector       TSV: item_id, sparsevec text '{i:v,...}/dims' (1-based), for \\copy
+      pgvector       TSV: item_id, sparsevec text '{i:v,...}/dims' (1-based), for COPY (psql)
       vespa          JSONL feed with a mapped tensor tensor<float>(d{})
       elasticsearch  NDJSON bulk body with a sparse_vector / rank_features object
     Examples:
@@ -45,5 +45,3 @@ def export(index, target, out, users, split_signs, overwrite, as_json):
     info(f"wrote {summary['out']} ({target}, {summary['items']:,} items)")
     if "next" in summary:
         info(f"next: {summary['next']}")
-    if "sql" in summary:
-        info(f"load with: {summary['sql']}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from sparseidx.index import Index
 from sparseidx.index import format as fmt
 
 from .common import echo_json, echo_table
@@ -16,6 +17,11 @@ def info(index, as_json):
     """Show an index's model, sizes, parameters and pruning settings.
 
     Reads only the manifest; use 'sparseidx verify' to check the files.
+
+    \b
+    Examples:
+      sparseidx info book.idx
+      sparseidx info book.idx --json
     """
     manifest = fmt.read_manifest(index)
     manifest = {**manifest, "index_bytes": fmt.index_bytes(manifest)}
@@ -40,12 +46,20 @@ def info(index, as_json):
 @click.command()
 @click.argument("index", type=click.Path(exists=True, file_okay=False))
 def verify(index):
-    """Recompute the checksums of every file of an index; exit 1 if any is damaged."""
-    manifest = fmt.read_manifest(index)
-    problems = fmt.check_files(index, manifest, checksums=True)
+    """Check every file of an index against its manifest; exit 1 if any is damaged.
+
+    \b
+    Checks that the manifest is well-formed, that every file the format needs is listed
+    and is a regular file inside INDEX, that its size and SHA-256 match the manifest,
+    and that the files are well-formed and of one build, with ids in range.
+    Example:
+      sparseidx verify book.idx
+    """
+    problems = Index.verify(index)
     if problems:
         for p in problems:
             click.echo(f"{index}: {p}", err=True)
         raise click.ClickException(f"{index} is damaged ({len(problems)} problem(s)); rebuild it with 'sparseidx build'")
+    manifest = fmt.read_manifest(index)
     click.echo(f"OK: {index} ({len(manifest['files'])} files, {fmt.index_bytes(manifest):,} bytes, "
                f"format version {manifest['format_version']})")

@@ -18,13 +18,19 @@ from .segments import segments
 
 
 class _Group(click.Group):
-    """Turns expected failures into a one-line 'Error: ...' and exit status 1."""
+    """Turns expected failures, and the operating system's refusals, into one 'Error: ...' line and exit 1."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except SparseIdxError as exc:
             raise click.ClickException(str(exc)) from None
+        except MemoryError:
+            raise click.ClickException("out of memory; use a smaller input or a model whose memory grows with "
+                                       "non-zeros (--model sansa)") from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import click
-import numpy as np
 
-from sparseidx.data import load_interactions
+from sparseidx.batch import RESULTS_FILE, recommend_file
+from sparseidx.files import check_output
 from sparseidx.index import Index
 
 from .common import echo_json, echo_table, info, search_kwargs, search_options
@@ -22,6 +19,8 @@ from .common import echo_json, echo_table, info, search_kwargs, search_options
               help="Batch: a file of histories (same formats as build's INTERACTIONS).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Batch: Parquet file for the results (user_id, item_ids, scores, popular).")
+@click.option("--overwrite", is_flag=True,
+              help="Batch: replace --out if it is a recommendations file sparseidx wrote.")
 @click.option("-k", "k", type=click.IntRange(min=1), default=20, show_default=True, help="Items to return.")
 @search_options
 @click.option("--skip-unknown", is_flag=True,
@@ -30,7 +29,7 @@ from .common import echo_json, echo_table, info, search_kwargs, search_options
               help="Instead of one list: the user's top N item segments (dominant dimensions) and the top k "
                    "items in each.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def query(index, items, history, users, out, k, skip_unknown, n_segments, as_json, **search):
+def query(index, items, history, users, out, overwrite, k, skip_unknown, n_segments, as_json, **search):
     """Recommend items for a history, or for every user in --users.
 
     \b
@@ -40,6 +39,8 @@ def query(index, items, history, users, out, k, skip_unknown, n_segments, as_jso
       sparseidx query book.idx --users test_histories.txt --out recs.parquet -k 100
       sparseidx query celsa.idx --history 17 42 --segments 5 -k 3
     A history with no items returns the most popular items, flagged as such.
+    Item ids are separated by spaces or commas; for ids that contain either, put the
+    history in a file ('user item item ...' lines, or CSV/Parquet) and use --users.
     """
     if users and (items or history):
         raise click.UsageError("give either --history ITEM... or --users FILE, not both")
@@ -47,10 +48,14 @@ def query(index, items, history, users, out, k, skip_unknown, n_segments, as_jso
         raise click.UsageError("give --history ITEM [ITEM ...] for one user, or --users FILE with --out for a batch")
     if users and not out:
         raise click.UsageError("--users needs --out RESULTS.parquet")
+    if out and not users:
+        raise click.UsageError("--out applies to a batch (--users FILE)")
+    if users:
+        check_output(out, RESULTS_FILE, overwrite)
     idx = Index.open(index)
     options = search_kwargs(**search)
     if users:
-        _batch(idx, users, out, k, options, skip_unknown, as_json)
+        _batch(idx, users, out, k, options, skip_unknown, overwrite, as_json)
         return
     if n_segments:
         _segments(idx, [t for item in items for t in item.split(",") if t], n_segments, k, as_json)
@@ -71,39 +76,12 @@ def query(index, items, history, users, out, k, skip_unknown, n_segments, as_jso
     echo_table(payload["items"], ["rank", "item_id", "score"])
 
 
-def _batch(idx, users_path, out, k, options, skip_unknown, as_json):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    inter = load_interactions(users_path, item_ids=idx.item_ids, skip_unknown=skip_unknown)
-    if getattr(inter, "dropped", 0):
-        info(f"Warning: skipped {inter.dropped} interactions with item ids unknown to the index")
-    res = idx.search_detailed(inter.X, k, **options)
-    valid = res.ids >= 0  # rows are padded with -1 only when fewer than k items remain
-    offsets = np.zeros(len(valid) + 1, dtype=np.int64)
-    np.cumsum(valid.sum(axis=1), out=offsets[1:])
-    table = pa.table({
-        "user_id": pa.array(inter.user_ids),
-        "item_ids": pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(idx.item_ids[res.ids[valid]])),
-        "scores": pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(res.scores[valid])),
-        "popular": pa.array(res.popular),
-    })
-    directory = os.path.dirname(os.path.abspath(out))
-    fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".parquet", dir=directory)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    summary = {"out": out, "users": int(inter.n_users), "k": k, "popular": int(res.popular.sum()),
-               "postings_per_query": float(res.postings.mean()) if len(res.postings) else 0.0}
+def _batch(idx, users_path, out, k, options, skip_unknown, overwrite, as_json):
+    summary = recommend_file(idx, users_path, out, k, overwrite=overwrite, skip_unknown=skip_unknown, **options)
     if as_json:
         echo_json(summary)
     else:
-        info(f"wrote top-{k} for {summary['users']:,} users to {out}")
-
+        info(f"wrote top-{summary['k']} for {summary['users']:,} users to {out}")
 
 
 def _segments(idx, tokens, n_segments, k, as_json):

@@ -7,8 +7,11 @@ extras="${2:-test}"
 here="$(cd "$(dirname "$0")/.." && pwd)"
 
 # SuiteSparse headers (CHOLMOD, for scikit-sparse) and OpenBLAS (otherwise CHOLMOD runs on the reference BLAS).
+# The test extra also needs a PostgreSQL server: the export tests load the pgvector file with its own COPY.
+packages=(libsuitesparse-dev libopenblas-dev)
+[[ ",$extras," == *",test,"* ]] && packages+=(postgresql)
 need=()
-for pkg in libsuitesparse-dev libopenblas-dev; do
+for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

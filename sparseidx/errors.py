@@ -17,6 +17,10 @@ class IndexFormatError(SparseIdxError):
     """An index directory is missing, tampered with, truncated or of an unsupported version."""
 
 
+class OutputError(SparseIdxError):
+    """An output cannot be written where asked: it exists and is not sparseidx's, or the disk refuses it."""
+
+
 class MemoryBudgetError(SparseIdxError):
     """A computation would need more memory than this machine has available."""
 

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .data import Interactions, load_interactions, lookup_ids
+from .errors import DataError
 from .progress import bar, log
 
 DEFAULT_BATCH = 4096
@@ -79,9 +80,12 @@ def evaluate(index, train: Interactions | str | os.PathLike, test: Interactions 
     test_X = sp.csr_matrix((T.data[keep], (T.row[keep], col[T.col[keep]])), shape=(test.n_users, index.n_items))
     users = np.flatnonzero(sizes_all > 0)
     rows, in_train = lookup_ids(train.user_ids, test.user_ids[users])
-    histories = train_X[np.where(in_train, rows, 0)]
+    histories = history_rows(train_X, rows, in_train)
     if not in_train.all():
-        histories = sp.csr_matrix(histories.multiply(in_train[:, None].astype(np.float32)))
+        if index.popularity is None:
+            raise DataError(f"{int((~in_train).sum())} test users have no train history, and this index has no "
+                            "popularity counts to answer them (imported embeddings); give a train file that "
+                            "covers every test user")
         log.warning("Warning: %d test users have no train history; they get the most popular items",
                     int((~in_train).sum()))
     per_user = {f"{m}@{k}": [] for k in ks for m in ("recall", "precision", "ndcg", "map")}
@@ -117,3 +121,13 @@ def onto_items(inter: Interactions, item_ids: np.ndarray) -> sp.csr_matrix:
     C = inter.X.tocoo()
     keep = known[C.col]
     return sp.csr_matrix((C.data[keep], (C.row[keep], col[C.col[keep]])), shape=(inter.n_users, len(item_ids)))
+
+
+def history_rows(X: sp.csr_matrix, rows: np.ndarray, present: np.ndarray) -> sp.csr_matrix:
+    """Rows ``rows`` of X in order, as truly empty rows (no stored entries) where ``present`` is False."""
+    lengths = np.zeros(len(rows), dtype=np.int64)
+    lengths[present] = np.diff(X.indptr)[rows[present]]
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    picked = X[rows[present]]
+    return sp.csr_matrix((picked.data, picked.indices, indptr), shape=(len(rows), X.shape[1]))

@@ -35,8 +35,9 @@ def dense_ease(X: sp.csr_matrix, l2: float) -> np.ndarray:
 
 
 def brute_force_topk(scores: np.ndarray, exclude: sp.csr_matrix | None, k: int):
-    """Top-k per row by (score desc, item index asc), excluded items never returned."""
+    """Top-k per row by (score desc, item index asc), excluded items never returned; k capped at the items."""
     scores = np.array(scores, dtype=np.float64)
+    k = min(k, scores.shape[1])
     if exclude is not None:
         scores[exclude.toarray() != 0] = np.nan
     ids, vals = [], []

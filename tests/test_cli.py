@@ -123,7 +123,7 @@ def test_build_errors(split, tmp_path):
     res = run("build", bad, "--out", tmp_path / "x")
     assert res.exit_code == 1 and "bad.txt:2: malformed line" in res.output
     res = run("build", split / "train.txt", "--out", tmp_path / "x", "--beta", "two")
-    assert res.exit_code == 2 and "neither 'auto' nor a number" in res.output
+    assert res.exit_code == 2 and "neither 'auto' nor a finite number" in res.output
     assert not (tmp_path / "x").exists()
 
 

@@ -50,7 +50,7 @@ def test_dense_and_sparse_indexes_answer_the_same_contract():
     for index in (sparse, dense):
         res = index.search_detailed(histories, 50, threads=1)
         assert res.scores.dtype == np.float32 and res.ids.dtype == np.int64
-        assert res.scores.shape == res.ids.shape == (3, 50)
+        assert res.scores.shape == res.ids.shape == (3, 40)  # k capped at the catalogue
         assert res.popular.tolist() == [False, True, False]
         assert (res.ids[0, :38] >= 0).all() and (res.ids[0, 38:] == -1).all()  # 40 items - 2 in the history
         assert not np.isin([0, 3], res.ids[0]).any()
@@ -164,7 +164,7 @@ def test_bad_factory_strings_and_models():
 
 def test_cli_build_query_evaluate_on_a_faiss_index(tmp_path):
     X = random_interactions(120, 50, seed=9)
-    rng = np.random.default_rng(9)
+    rng = np.random.default_rng(90)  # another stream than X's, so that T holds items outside the histories
     T = sp.csr_matrix((rng.random(X.shape) < 0.05) & (X.toarray() == 0), dtype=np.float32)
     write_lines(tmp_path / "train.txt", X)
     write_lines(tmp_path / "test.txt", T)

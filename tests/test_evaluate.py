@@ -7,6 +7,7 @@ from helpers import brute_force_topk, random_interactions, write_lines
 from test_engine import random_factors
 
 from sparseidx import Index, evaluate
+from sparseidx.errors import DataError
 from sparseidx.evaluate import ranking_metrics
 
 
@@ -70,3 +71,29 @@ def test_unknown_test_items_count_as_misses_and_cold_users_get_popular(tmp_path)
     assert result["unknown_test_interactions"] == 1
     assert result["cold_users"] == 1
     assert result["users"] == 2
+
+
+def test_cold_users_are_answered_by_popularity(tmp_path):
+    (tmp_path / "train.txt").write_text("0 0 1\n1 1 2\n")
+    (tmp_path / "test.txt").write_text("7 1 2\n8 3\n")  # users 7 and 8 have no train history
+    f = random_factors(3, 4, 3, 0.9)
+    f.item_ids = np.arange(4)
+    f.popularity = np.array([1, 5, 9, 2])  # ranking by popularity: 2, 1, 3, 0
+    result = evaluate(Index.build(f), tmp_path / "train.txt", tmp_path / "test.txt", ks=(2, 3))
+    # user 7: hits at ranks 1, 2 of |test| = 2; user 8: a hit at rank 3 of |test| = 1
+    d = 1 / np.log2(np.arange(2, 5))
+    expected = {"recall@2": (1 + 0) / 2, "recall@3": (1 + 1) / 2, "precision@2": (1 + 0) / 2,
+                "precision@3": (2 / 3 + 1 / 3) / 2, "ndcg@2": (1 + 0) / 2, "ndcg@3": (1 + d[2] / d[0]) / 2,
+                "map@2": (1 + 0) / 2, "map@3": (1 + 1 / 3) / 2}
+    for name, value in expected.items():
+        assert result[name] == pytest.approx(value), name
+    assert result["cold_users"] == 2 and result["users"] == 2
+
+
+def test_cold_users_need_popularity_counts(tmp_path):
+    (tmp_path / "train.txt").write_text("0 0 1\n")
+    (tmp_path / "test.txt").write_text("0 2\n7 1\n")
+    f = random_factors(3, 4, 3, 0.9, popularity=False)
+    f.item_ids = np.arange(4)
+    with pytest.raises(DataError, match="1 test users have no train history, and this index has no popularity"):
+        evaluate(Index.build(f), tmp_path / "train.txt", tmp_path / "test.txt", ks=(2,))

@@ -16,7 +16,7 @@ from helpers import random_interactions, write_lines
 from test_engine import random_factors, random_histories
 
 from sparseidx import Factors, Index
-from sparseidx.errors import DataError
+from sparseidx.errors import DataError, OutputError
 from sparseidx.export import export
 from sparseidx.export.parquet import read_parquet_factors
 from sparseidx_cli.main import cli
@@ -215,7 +215,7 @@ def test_feast_apply_materialize_and_online_read_round_trip(index, tmp_path):
 def test_errors_and_atomic_outputs(index, tmp_path):
     idx, _ = index
     export(idx, "qdrant", str(tmp_path / "p.jsonl"))
-    with pytest.raises(DataError, match="already exists; pass --overwrite"):
+    with pytest.raises(OutputError, match="already exists; pass --overwrite"):
         export(idx, "qdrant", str(tmp_path / "p.jsonl"))
     with pytest.raises(DataError, match="unknown export target 'nope'"):
         export(idx, "nope", str(tmp_path / "x"))

@@ -9,7 +9,7 @@ import pytest
 from test_engine import random_factors, random_histories
 
 from sparseidx import Index, SparseIndex
-from sparseidx.errors import IndexFormatError
+from sparseidx.errors import IndexFormatError, OutputError
 from sparseidx.index import format as fmt
 
 
@@ -153,7 +153,7 @@ def test_existing_destination_needs_overwrite_and_failed_writes_leave_nothing(tm
     path = tmp_path / "idx"
     first = Index.build(random_factors(12, 50, 10, 0.2))
     first.write(path)
-    with pytest.raises(IndexFormatError, match="already exists; pass --overwrite"):
+    with pytest.raises(OutputError, match="already exists; pass --overwrite"):
         first.write(path)
     second = Index.build(random_factors(13, 60, 10, 0.2))
 

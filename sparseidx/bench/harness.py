@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..evaluate import ranking_metrics
-from ..files import atomic_output, write_text
+from ..files import REPORT_FILE, atomic_output, write_text
 from ..progress import log
 from .calibrate import host_costs
 
@@ -272,6 +272,6 @@ def plot(rows: list[dict], out: str, k: int, thread_counts: list[int]) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        with atomic_output(os.path.join(out, fname), overwrite=True) as tmp:
+        with atomic_output(os.path.join(out, fname), REPORT_FILE, overwrite=True) as tmp:
             fig.savefig(tmp, dpi=120, format="png")
         plt.close(fig)

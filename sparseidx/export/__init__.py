@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import DataError
+from ..files import check_output
 
 TARGETS = ("parquet", "feast", "milvus", "qdrant", "pgvector", "vespa", "elasticsearch")
 
@@ -13,7 +14,8 @@ def export(index, target: str, out: str, overwrite: bool = False, users: str | N
 
     ``users`` (parquet only): a histories file whose user embeddings u = x E are
     written next to the items, to ``<out stem>.users.parquet``. ``split_signs``
-    (elasticsearch only): split negative weights into a second field.
+    (elasticsearch only): split negative weights into a second field. Every output is
+    checked before any work; a failed export leaves nothing new behind.
     """
     from . import feast, parquet, stores
 
@@ -23,16 +25,17 @@ def export(index, target: str, out: str, overwrite: bool = False, users: str | N
         raise DataError("user embeddings (--users) are exported to Parquet only (--to parquet)")
     if split_signs and target != "elasticsearch":
         raise DataError("--split-signs applies to --to elasticsearch only")
-    if target == "parquet":
-        summary = parquet.write_items(index, out, overwrite)
-        if users is not None:
-            stem = out[: -len(".parquet")] if out.endswith(".parquet") else out
-            summary["users"] = parquet.write_users(index, users, stem + ".users.parquet", overwrite)
-        return summary
-    if target == "feast":
-        return feast.write_feast(index, out, overwrite)
-    if target == "elasticsearch":
-        return stores.write_elasticsearch(index, out, overwrite, split_signs=split_signs)
-    writer = {"milvus": stores.write_milvus, "qdrant": stores.write_qdrant, "pgvector": stores.write_pgvector,
-              "vespa": stores.write_vespa}[target]
-    return writer(index, out, overwrite)
+    kind, write = {"parquet": (parquet.ITEMS_FILE, parquet.write_parquet),
+                   "feast": (feast.REPOSITORY, feast.write_feast),
+                   "milvus": (stores.MILVUS_FILE, stores.write_milvus),
+                   "qdrant": (stores.QDRANT_FILE, stores.write_qdrant),
+                   "pgvector": (stores.PGVECTOR_FILE, stores.write_pgvector),
+                   "vespa": (stores.VESPA_FILE, stores.write_vespa),
+                   "elasticsearch": (stores.ELASTICSEARCH_FILE, stores.write_elasticsearch)}[target]
+    check_output(out, kind, overwrite)
+    if users is not None:
+        check_output(parquet.users_path(out), parquet.USERS_FILE, overwrite)
+        return write(index, out, overwrite, users=users)
+    if split_signs:
+        return write(index, out, overwrite, split_signs=True)
+    return write(index, out, overwrite)

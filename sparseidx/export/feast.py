@@ -16,15 +16,19 @@ and ``FeatureStore(".").get_online_features(features=["item_embeddings:indices",
 
 from __future__ import annotations
 
+import fnmatch
+import numbers
 import os
+import shlex
 from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..files import atomic_output
-from .parquet import list_column
+from ..errors import DataError
+from ..files import OutputKind, atomic_output
+from .parquet import id_column, id_type, list_column
 from .rows import item_parts, progress_batches, sparse_index
 
 FEATURE_STORE_YAML = """\
@@ -39,13 +43,18 @@ offline_store:
 entity_key_serialization_version: 3
 """
 
-FEATURES_PY = '''\
-"""Item embeddings exported by sparseidx ({model}, {n_dims} dimensions): score = prior * <x E, V_i>."""
+DOCSTRING_START = '"""Item embeddings exported by sparseidx'
+
+# filled in with Python literals only: MODEL by repr(), N_DIMS a checked int, key_type INT64 or STRING
+FEATURES_PY = DOCSTRING_START + ''' for Feast: score = prior * <x E, V_i>."""
 
 from datetime import timedelta
 
 from feast import Entity, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, Float32, Int32
+
+MODEL = {model}
+N_DIMS = {n_dims}
 
 item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.{key_type})
 
@@ -66,39 +75,84 @@ item_embeddings = FeatureView(
     ],
     source=item_source,
     online=True,
-    description="Sparse item embeddings: indices into {n_dims} dimensions and their values.",
+    description=f"Sparse item embeddings of the model {{MODEL}}: indices into {{N_DIMS}} dimensions and their values.",
 )
 '''
 
 FEASTIGNORE = "data/\n"
 
+# what sparseidx writes into a repository, and what ``feast apply`` / ``materialize`` add there
+REPOSITORY_ENTRIES = ("feature_store.yaml", "features.py", ".feastignore", "data", "data/items.parquet",
+                      "data/registry.db", "data/online_store.db", "data/*.db-journal", "data/*.db-wal",
+                      "data/*.db-shm", "__pycache__", "__pycache__/features.*.pyc")
+
+
+def _repository_foreign(path: str) -> str | None:
+    """None when ``path`` is a Feast repository sparseidx exported, else why it is not one."""
+    try:
+        with open(os.path.join(path, "features.py"), encoding="utf-8", errors="replace") as fh:
+            ours = fh.read(len(DOCSTRING_START)) == DOCSTRING_START
+    except OSError:
+        ours = False
+    if not ours or not os.path.isfile(os.path.join(path, "feature_store.yaml")):
+        return "it has no feature_store.yaml and features.py written by sparseidx"
+    strangers = [rel for rel in _entries(path) if not any(fnmatch.fnmatchcase(rel, p) for p in REPOSITORY_ENTRIES)]
+    if strangers:
+        more = f" (and {len(strangers) - 1} more)" if len(strangers) > 1 else ""
+        return f"it holds {strangers[0]!r}{more}, which neither sparseidx nor feast wrote"
+    return None
+
+
+def _entries(path: str) -> list[str]:
+    """Paths of everything under ``path``, relative to it, sorted."""
+    found = []
+    for root, dirs, files in os.walk(path):
+        rel = os.path.relpath(root, path)
+        found += [os.path.normpath(os.path.join(rel, name)) for name in dirs + files]
+    return sorted(found)
+
+
+REPOSITORY = OutputKind("a Feast repository", True, _repository_foreign)
+
+
+def _n_dims(index) -> int:
+    """The index's dimension count, checked to be an integer (it is written into code)."""
+    n = index.n_dims
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral):
+        raise DataError(f"the index's dimension count is {n!r}, not an integer; rebuild the index")
+    return int(n)
+
+
+def features_py(index, integer_ids: bool) -> str:
+    """The text of features.py: the model name and the dimension count enter it as Python literals only."""
+    return FEATURES_PY.format(model=repr(str(index.manifest.get("model"))), n_dims=_n_dims(index),
+                              key_type="INT64" if integer_ids else "STRING")
+
 
 def write_feast(index, out: str, overwrite: bool = False, project: str = "sparseidx") -> dict:
     """Write a Feast repository for the item embeddings into directory ``out`` (atomically)."""
     index = sparse_index(index)
-    key_type = "INT64" if index.item_ids.dtype.kind in "iu" else "STRING"
+    id_arrow = id_type(index.item_ids)
+    code = features_py(index, pa.types.is_integer(id_arrow))
     stamp = pa.scalar(datetime.now(timezone.utc).replace(microsecond=0), type=pa.timestamp("us", tz="UTC"))
-    id_type = pa.int64() if key_type == "INT64" else pa.string()
-    schema = pa.schema([pa.field("item_id", id_type), pa.field("indices", pa.list_(pa.int32())),
+    schema = pa.schema([pa.field("item_id", id_arrow), pa.field("indices", pa.list_(pa.int32())),
                         pa.field("values", pa.list_(pa.float32())), pa.field("prior", pa.float32()),
                         pa.field("event_timestamp", pa.timestamp("us", tz="UTC"))])
-    with atomic_output(out, overwrite, directory=True) as tmp:
+    with atomic_output(out, REPOSITORY, overwrite) as tmp:
         os.makedirs(os.path.join(tmp, "data"))
         with pq.ParquetWriter(os.path.join(tmp, "data", "items.parquet"), schema) as writer:
             for b in progress_batches(*item_parts(index), index.item_ids, "items"):
                 n = len(b)
-                ids = b.ids.astype(np.int64) if key_type == "INT64" else b.ids.astype(str)
                 writer.write_table(pa.table({
-                    "item_id": pa.array(ids, type=id_type), "indices": list_column(b.indptr, b.dims, np.int32),
+                    "item_id": id_column(b.ids, id_arrow), "indices": list_column(b.indptr, b.dims, np.int32),
                     "values": list_column(b.indptr, b.weights, np.float32),
                     "prior": pa.array(np.asarray(index.priors[b.start: b.start + n], dtype=np.float32)),
-                    "event_timestamp": pa.array([stamp.as_py()] * n, type=schema.field("event_timestamp").type),
+                    "event_timestamp": pa.repeat(stamp, n),
                 }, schema=schema))
-        with open(os.path.join(tmp, "feature_store.yaml"), "w") as fh:
-            fh.write(FEATURE_STORE_YAML.format(project=project))
-        with open(os.path.join(tmp, "features.py"), "w") as fh:
-            fh.write(FEATURES_PY.format(model=index.manifest.get("model"), n_dims=index.n_dims, key_type=key_type))
-        with open(os.path.join(tmp, ".feastignore"), "w") as fh:
-            fh.write(FEASTIGNORE)
+        for name, text in (("feature_store.yaml", FEATURE_STORE_YAML.format(project=project)),
+                           ("features.py", code), (".feastignore", FEASTIGNORE)):
+            with open(os.path.join(tmp, name), "w", encoding="utf-8") as fh:
+                fh.write(text)
     return {"target": "feast", "out": out, "items": index.n_items,
-            "next": f"cd {out} && feast apply && feast materialize-incremental $(date -u +%Y-%m-%dT%H:%M:%S)"}
+            "next": f"cd {shlex.quote(out)} && feast apply && "
+                    "feast materialize-incremental $(date -u +%Y-%m-%dT%H:%M:%S)"}

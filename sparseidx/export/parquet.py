@@ -8,6 +8,7 @@ can compute user embeddings u = x E and scores prior_i * <u, V_i> itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -16,10 +17,47 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError
-from ..files import atomic_output
-from .rows import item_parts, progress_batches, sparse_index, user_batches
+from ..files import OutputKind, atomic_output
+from .rows import item_parts, load_histories, progress_batches, sparse_index, user_batches
 
 META_KEY = b"sparseidx"
+
+
+def parquet_kind(kind: str, what: str) -> OutputKind:
+    """The OutputKind of a Parquet file whose sparseidx metadata names ``kind``."""
+    def foreign(path: str) -> str | None:
+        try:
+            meta = pq.read_schema(path).metadata or {}
+        except (pa.ArrowException, OSError):
+            return "it is not a Parquet file"
+        if META_KEY not in meta:
+            return "it is a Parquet file that sparseidx did not write"
+        try:
+            found = json.loads(meta[META_KEY]).get("kind")
+        except (ValueError, AttributeError):
+            return "its sparseidx metadata is unreadable"
+        return None if found == kind else f"it is a sparseidx {found!r} export, not {what}"
+    return OutputKind(what, False, foreign)
+
+
+ITEMS_FILE = parquet_kind("items", "a Parquet item export")
+USERS_FILE = parquet_kind("users", "a Parquet user export")
+
+
+def users_path(out: str) -> str:
+    """Where the user embeddings go next to the item export ``out``: ``<out stem>.users.parquet``."""
+    stem = out[: -len(".parquet")] if out.endswith(".parquet") else out
+    return stem + ".users.parquet"
+
+
+def id_type(ids: np.ndarray) -> pa.DataType:
+    """The Arrow type of an id column: int64 for integer ids, string for any other."""
+    return pa.int64() if ids.dtype.kind in "iu" else pa.string()
+
+
+def id_column(ids: np.ndarray, type_: pa.DataType) -> pa.Array:
+    """An id column of ``type_`` (see ``id_type``)."""
+    return pa.array(ids if pa.types.is_integer(type_) else ids.astype(str), type=type_)
 
 
 def list_column(indptr: np.ndarray, values: np.ndarray, dtype) -> pa.ListArray:
@@ -27,7 +65,8 @@ def list_column(indptr: np.ndarray, values: np.ndarray, dtype) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(indptr.astype(np.int32)), pa.array(values.astype(dtype)))
 
 
-def _metadata(index, kind: str, shared_encoder: bool) -> dict:
+def metadata(index, kind: str, shared_encoder: bool) -> dict:
+    """Schema metadata of a sparseidx Parquet export of ``kind``: counts, model and meaning of the columns."""
     m = index.manifest
     return {META_KEY: json.dumps({
         "kind": kind, "n_dims": int(index.n_dims), "n_items": int(index.n_items), "model": m.get("model"),
@@ -36,25 +75,45 @@ def _metadata(index, kind: str, shared_encoder: bool) -> dict:
         "params": m.get("params", {})}).encode()}
 
 
-def write_items(index, out: str, overwrite: bool = False) -> dict:
-    """Write the canonical item Parquet file atomically, one row group per batch; returns a summary."""
+def write_parquet(index, out: str, overwrite: bool = False, users: str | None = None) -> dict:
+    """Write the canonical item file ``out`` and, given a histories file ``users``, the user file beside it.
+
+    The histories are read before anything is written, and the two files appear together or not at all.
+    """
     index = sparse_index(index)
-    v_parts = item_parts(index)
+    histories = load_histories(index, users) if users is not None else None
+    users_out = users_path(out)
+    with contextlib.ExitStack() as both:
+        items_tmp = both.enter_context(atomic_output(out, ITEMS_FILE, overwrite))
+        if histories is not None:
+            users_tmp = both.enter_context(atomic_output(users_out, USERS_FILE, overwrite))
+            n_users = _write_users(index, histories, users_tmp)
+        n_items = _write_items(index, items_tmp)
+    summary = {"target": "parquet", "out": out, "items": n_items, "bytes": os.path.getsize(out)}
+    if histories is not None:
+        summary["users"] = {"target": "parquet", "out": users_out, "users": n_users,
+                            "bytes": os.path.getsize(users_out)}
+    return summary
+
+
+def _write_items(index, path: str) -> int:
+    """Write the item rows to ``path``, one row group per batch; returns the row count."""
     shared = index.forward is None
     e_parts = (index.e_indptr, index.e_dims, index.e_weights)
-    fields = [pa.field("item_id", pa.array(index.item_ids[:0]).type), pa.field("indices", pa.list_(pa.uint32())),
+    ids = id_type(index.item_ids)
+    fields = [pa.field("item_id", ids), pa.field("indices", pa.list_(pa.uint32())),
               pa.field("values", pa.list_(pa.float32())), pa.field("prior", pa.float32())]
     if index.popularity is not None:
         fields.append(pa.field("popularity", pa.int64()))
     if not shared:
         fields += [pa.field("encoder_indices", pa.list_(pa.uint32())),
                    pa.field("encoder_values", pa.list_(pa.float32()))]
-    schema = pa.schema(fields, metadata=_metadata(index, "items", shared))
+    schema = pa.schema(fields, metadata=metadata(index, "items", shared))
     rows = 0
-    with atomic_output(out, overwrite) as tmp, pq.ParquetWriter(tmp, schema) as writer:
-        for b in progress_batches(*v_parts, index.item_ids, "items"):
+    with pq.ParquetWriter(path, schema) as writer:
+        for b in progress_batches(*item_parts(index), index.item_ids, "items"):
             sl = slice(b.start, b.start + len(b))
-            cols = {"item_id": pa.array(b.ids), "indices": list_column(b.indptr, b.dims, np.uint32),
+            cols = {"item_id": id_column(b.ids, ids), "indices": list_column(b.indptr, b.dims, np.uint32),
                     "values": list_column(b.indptr, b.weights, np.float32),
                     "prior": pa.array(np.asarray(index.priors[sl], dtype=np.float32))}
             if index.popularity is not None:
@@ -66,35 +125,24 @@ def write_items(index, out: str, overwrite: bool = False) -> dict:
                 cols["encoder_values"] = list_column(e_indptr, np.asarray(e_parts[2][a:z]), np.float32)
             writer.write_table(pa.table(cols, schema=schema))
             rows += len(b)
-    return {"target": "parquet", "out": out, "items": rows, "bytes": os.path.getsize(out)}
+    return rows
 
 
-def write_users(index, histories: str, out: str, overwrite: bool = False) -> dict:
-    """Write user embeddings u = x E for the histories in a file (user_id, indices, values), streaming."""
-    index = sparse_index(index)
-    schema = None
+def _write_users(index, histories, path: str) -> int:
+    """Write user embeddings u = x E of the loaded ``histories`` to ``path``, streaming; returns the user count."""
+    ids = id_type(histories.user_ids)
+    schema = pa.schema([pa.field("user_id", ids), pa.field("indices", pa.list_(pa.uint32())),
+                        pa.field("values", pa.list_(pa.float32()))],
+                       metadata=metadata(index, "users", index.forward is None))
     users = 0
-    with atomic_output(out, overwrite) as tmp:
-        writer = None
-        try:
-            for ids, U in user_batches(index, histories):
-                if writer is None:
-                    schema = pa.schema([pa.field("user_id", pa.array(ids[:0]).type),
-                                        pa.field("indices", pa.list_(pa.uint32())),
-                                        pa.field("values", pa.list_(pa.float32()))],
-                                       metadata=_metadata(index, "users", index.forward is None))
-                    writer = pq.ParquetWriter(tmp, schema)
-                indptr = U.indptr.astype(np.int64)
-                writer.write_table(pa.table({"user_id": pa.array(ids),
-                                             "indices": list_column(indptr, U.indices, np.uint32),
-                                             "values": list_column(indptr, U.data, np.float32)}, schema=schema))
-                users += U.shape[0]
-        finally:
-            if writer is not None:
-                writer.close()
-        if writer is None:
-            raise DataError(f"{histories}: no users to export")
-    return {"target": "parquet", "out": out, "users": users, "bytes": os.path.getsize(out)}
+    with pq.ParquetWriter(path, schema) as writer:
+        for user_ids, U in user_batches(index, histories):
+            indptr = U.indptr.astype(np.int64)
+            writer.write_table(pa.table({"user_id": id_column(user_ids, ids),
+                                         "indices": list_column(indptr, U.indices, np.uint32),
+                                         "values": list_column(indptr, U.data, np.float32)}, schema=schema))
+            users += U.shape[0]
+    return users
 
 
 def read_parquet_factors(path: str):

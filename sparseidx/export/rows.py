@@ -70,17 +70,24 @@ def progress_batches(indptr, dims, weights, ids, label: str):
             progress.update(len(b))
 
 
-def user_batches(index, histories_path: str):
-    """Yield (user ids, U = X E) for the histories in a file, a batch of users at a time (bounded memory)."""
+def load_histories(index, path: str):
+    """The user histories in a file over the index's items (unknown items dropped), or a DataError."""
     from ..data import load_interactions
 
-    inter = load_interactions(histories_path, item_ids=index.item_ids, skip_unknown=True)
+    histories = load_interactions(path, item_ids=index.item_ids, skip_unknown=True)
+    if histories.n_users == 0:
+        raise DataError(f"{path}: no users to export; give a histories file with at least one user")
+    return histories
+
+
+def user_batches(index, histories):
+    """Yield (user ids, U = X E) for loaded histories, a batch of users at a time (bounded memory)."""
     E = sp.csr_matrix((np.asarray(index.e_weights), np.asarray(index.e_dims), np.asarray(index.e_indptr)),
                       shape=(index.n_items, index.n_dims))
-    X = sp.csr_matrix(inter.X, dtype=np.float32)
+    X = sp.csr_matrix(histories.X, dtype=np.float32)
     with counter(X.shape[0], "users") as progress:
         for s in range(0, X.shape[0], USERS_PER_BATCH):
             U = sp.csr_matrix(X[s: s + USERS_PER_BATCH] @ E)
             U.sort_indices()
-            yield inter.user_ids[s: s + USERS_PER_BATCH], U
+            yield histories.user_ids[s: s + USERS_PER_BATCH], U
             progress.update(U.shape[0])

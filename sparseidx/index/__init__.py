@@ -19,22 +19,34 @@ class Index:
 
     @staticmethod
     def open(path: str | os.PathLike, verify: bool = True):
-        """Open an index directory (sparse or FAISS-backed) after checking its manifest and files."""
-        manifest = fmt.read_manifest(os.fspath(path))
-        backend = manifest.get("backend")
-        if backend == "sparse":
-            return SparseIndex.open(path, verify=verify, manifest=manifest)
-        if backend == "faiss":
-            from .dense import DenseIndex
-
-            return DenseIndex.open(path, verify=verify, manifest=manifest)
-        raise fmt.IndexFormatError(f"{path}: unknown index backend {backend!r}")
+        """Open one whole build of an index directory (sparse or FAISS-backed) after checking it."""
+        with fmt.open_files(path) as files:
+            return _open(files, verify)
 
     @staticmethod
     def verify(path: str | os.PathLike) -> list[str]:
-        """Problems found in an index directory (empty when it is intact)."""
-        manifest = fmt.read_manifest(os.fspath(path))
-        return fmt.check_files(os.fspath(path), manifest, checksums=True)
+        """Problems found in an index directory (empty when it is intact).
+
+        Checks the manifest, that every file the format needs is listed, is a regular
+        file inside the directory, and matches its size and SHA-256, then that the
+        files are well-formed Arrow/FAISS files of this build with in-range ids.
+        """
+        try:
+            with fmt.open_files(path) as files:
+                problems = files.problems(checksums=True)
+                if not problems:
+                    _open(files, verify=False)  # the checksums were just checked
+        except fmt.IndexFormatError as exc:
+            return [str(exc)]
+        return problems
+
+
+def _open(files: fmt.IndexFiles, verify: bool):
+    if files.manifest["backend"] == "faiss":
+        from .dense import DenseIndex
+
+        return DenseIndex.open(files.path, verify=verify, files=files)
+    return SparseIndex.open(files.path, verify=verify, files=files)
 
 
 __all__ = ["Index", "SparseIndex", "SearchResult"]

@@ -20,7 +20,7 @@ from ..errors import DataError, IndexFormatError, require
 from ..factors import DenseFactors
 from ..openblas import import_pinned
 from . import format as fmt
-from .histories import HistoryEncoder
+from .histories import HistoryEncoder, check_k
 from .sparse import SearchResult
 
 FAISS_FILE = "vectors.faiss"
@@ -71,16 +71,11 @@ class DenseIndex(HistoryEncoder):
         ``Flat`` is exact; ``HNSW32,Flat``, ``IVF1024,Flat``, ``IVF256,PQ16`` trade recall
         for speed (IVF and PQ are trained on the item vectors themselves).
         """
-        faiss = _faiss()
         if not isinstance(factors, DenseFactors):
             raise DataError(f"model {factors.model!r} gives sparse embeddings: use the sparse backend "
                             "(--backend sparse)")
         stored = np.ascontiguousarray(factors.embeddings * factors.priors[:, None], dtype=np.float32)
-        try:
-            index = faiss.index_factory(factors.n_dims, faiss_index, faiss.METRIC_INNER_PRODUCT)
-        except RuntimeError as exc:
-            raise DataError(f"FAISS cannot build {faiss_index!r} for {factors.n_dims} dims: "
-                            f"{_faiss_message(exc)}; e.g. 'Flat', 'HNSW32,Flat', 'IVF256,Flat'") from None
+        index = check_factory(faiss_index, factors.n_dims)
         if not index.is_trained:
             ivf = _ivf(index)
             if ivf is not None and ivf.nlist > factors.n_items:
@@ -102,8 +97,8 @@ class DenseIndex(HistoryEncoder):
     def write(self, path: str | os.PathLike, overwrite: bool = False) -> None:
         """Write the index directory atomically: FAISS file, encoder and items, manifest with checksums."""
         faiss = _faiss()
-        path = os.fspath(path)
-        fd, tmp = tempfile.mkstemp(prefix=".faiss-", dir=os.path.dirname(os.path.abspath(path)) or ".")
+        path = fmt.check_index_output(path, overwrite)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.faiss-", dir=os.path.dirname(path))
         os.close(fd)
         try:
             faiss.write_index(self.index, tmp)
@@ -120,34 +115,36 @@ class DenseIndex(HistoryEncoder):
                 os.unlink(tmp)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, verify: bool = True, manifest: dict | None = None) -> "DenseIndex":
+    def open(cls, path: str | os.PathLike, verify: bool = True, files: fmt.IndexFiles | None = None
+             ) -> "DenseIndex":
         """Open an index directory (FAISS memory-maps Flat and IVF indexes); checksums checked first."""
+        if files is None:
+            with fmt.open_files(path) as files:
+                return cls.open(path, verify, files)
         faiss = _faiss()
-        path = os.fspath(path)
-        manifest = fmt.read_manifest(path) if manifest is None else manifest
-        if manifest.get("backend") != cls.backend:
-            raise IndexFormatError(f"{path}: a {manifest.get('backend')!r} index, not a FAISS one")
-        fmt.ensure_intact(path, manifest, checksums=verify)
-        full = os.path.join(path, FAISS_FILE)
+        path, manifest = files.path, files.manifest
+        if manifest["backend"] != cls.backend:
+            raise IndexFormatError(f"{path}: a {manifest['backend']!r} index, not a FAISS one")
+        files.ensure_intact(checksums=verify)
+        index = _read_faiss(faiss, files, f"{path}/{FAISS_FILE}")
+        encoder_t = files.table("encoder.arrow")
+        items = files.table("items.arrow")
+        n, d = manifest["n_items"], manifest["n_dims"]
         try:
-            index = faiss.read_index(full, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-        except RuntimeError:
-            try:  # HNSW and some other index types cannot be mapped: read them into memory
-                index = faiss.read_index(full)
-            except RuntimeError as exc:
-                raise IndexFormatError(f"{full}: not a readable FAISS index: {_faiss_message(exc)}") from None
-        encoder_t = fmt.map_table(path, "encoder.arrow")
-        items = fmt.map_table(path, "items.arrow")
-        n, d = manifest.get("n_items"), manifest.get("n_dims")
-        try:
-            flat = encoder_t["values"].combine_chunks().flatten().to_numpy()
-            priors = items["prior"].to_numpy()
-            item_ids = items["item_id"].to_numpy()
-            popularity = items["popularity"].to_numpy() if "popularity" in items.column_names else None
+            values = encoder_t["values"].combine_chunks()
+            if not pa.types.is_fixed_size_list(values.type) or values.type.list_size != d or values.null_count:
+                raise IndexFormatError(f"{path}/encoder.arrow: not {d}-wide float32 rows")
+            flat = values.flatten().to_numpy()
+            priors = fmt.column(items, "prior", np.float32, n, path)
+            item_ids = fmt.id_column(items, n, path)
+            popularity = (fmt.column(items, "popularity", np.int64, n, path)
+                          if "popularity" in items.column_names else None)
         except (KeyError, pa.ArrowInvalid) as exc:
             raise IndexFormatError(f"{path}: index files do not have the expected columns: {exc}") from None
-        if flat.size != n * d or len(priors) != n or index.ntotal != n or index.d != d:
+        if flat.dtype != np.float32 or flat.size != n * d or index.ntotal != n or index.d != d:
             raise IndexFormatError(f"{path}: index files disagree with the manifest's counts ({n} items, {d} dims)")
+        if not (np.isfinite(flat).all() and np.isfinite(priors).all()):
+            raise IndexFormatError(f"{path}: holds NaN or infinite weights; rebuild the index")
         return cls(index, flat.reshape(n, d), priors, item_ids, popularity, manifest)
 
     # ---- querying -------------------------------------------------------------------------
@@ -173,8 +170,7 @@ class DenseIndex(HistoryEncoder):
         if given:
             raise DataError(f"{', '.join('--' + g.replace('_', '-') for g in given)} apply to sparse indexes; "
                             f"this index is FAISS {self.spec!r} (use --ef-search / --nprobe)")
-        if not isinstance(k, (int, np.integer)) or k < 1:
-            raise DataError(f"k must be a positive integer, got {k!r}")
+        k = check_k(k, self.n_items)
         params = self._params(ef_search, nprobe)
         Q = self.histories_matrix(histories, skip_unknown=skip_unknown)
         n = Q.shape[0]
@@ -227,6 +223,28 @@ class DenseIndex(HistoryEncoder):
                 raise DataError(f"nprobe must be at least 1, got {nprobe}")
             return faiss.SearchParametersIVF(nprobe=int(nprobe))
         return None
+
+
+def check_factory(spec: str, dims: int):
+    """An empty FAISS index for the factory string ``spec`` over ``dims`` dimensions, or a DataError."""
+    faiss = _faiss()
+    try:
+        return faiss.index_factory(int(dims), spec, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise DataError(f"FAISS cannot build {spec!r} for {dims} dims: {_faiss_message(exc)}; "
+                        "e.g. 'Flat', 'HNSW32,Flat', 'IVF256,Flat'") from None
+
+
+def _read_faiss(faiss, files: fmt.IndexFiles, where: str):
+    """The FAISS index of one build: memory-mapped where its type allows, else read into memory."""
+    try:
+        return faiss.read_index(files.native_path(FAISS_FILE), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+    except RuntimeError:
+        pass
+    try:  # HNSW and some other index types cannot be mapped
+        return faiss.deserialize_index(np.frombuffer(files.read_bytes(FAISS_FILE), dtype=np.uint8))
+    except RuntimeError as exc:
+        raise IndexFormatError(f"{where}: not a readable FAISS index: {_faiss_message(exc)}") from None
 
 
 def _ivf(index):

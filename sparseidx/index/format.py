@@ -2,36 +2,53 @@
 
 Layout of INDEX/ (sparse backend):
   manifest.json     format name and version, backend, model, counts, parameters,
-                    build options, and the byte size and SHA-256 of every file
+                    build options, a build id, and the byte size and SHA-256 of every file
   postings.arrow    one row per dimension: items large_list<int32>, weights
                     large_list<float32> (impact order: |weight| descending),
                     max_abs float32, length int64
   encoder.arrow     one row per item: dims large_list<int32>, weights large_list<float32>
   items.arrow       one row per item: item_id, prior float32[, popularity int64]
+  forward.arrow     (only when the indexed item rows differ from the encoder) like encoder.arrow
+The FAISS backend holds vectors.faiss, encoder.arrow (fixed-size lists) and items.arrow.
 
-Directories are written next to their destination and renamed into place, so a
-reader never sees half an index. Opening checks the version, the sizes and (by
-default) the checksums, then memory-maps the Arrow files without copying.
+Writing: a directory is built under a temporary name and exchanged with the old one in
+one step (``files.atomic_output``), so INDEX holds one whole build at every instant.
+Reading: the directory is opened once as a descriptor, and the manifest and every file
+are opened through it, never by path: what a reader maps belongs to that one build even
+if a writer replaces INDEX meanwhile (a build removed under a reader is opened again from
+the new one). The directory is untrusted input: only the format's own file names are
+opened, as regular files (no links, devices or FIFOs), the manifest is read with a size
+bound and checked field by field, every file the backend needs must be listed and match
+its size (and, with ``verify``, its SHA-256), every Arrow file must carry the manifest's
+build id, and the arrays are checked against the counts before any kernel reads them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
-import shutil
+import re
+import time
+import uuid
 
 import numpy as np
 import pyarrow as pa
 
 from .. import __version__
-from ..errors import IndexFormatError
-from ..files import atomic_output
+from ..errors import IndexFormatError, OutputError
+from ..files import OutputKind, atomic_output, check_output, open_regular
 
 FORMAT_NAME = "sparseidx"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SCHEMA_KEY = b"sparseidx"
+MAX_MANIFEST_BYTES = 1 << 20
+BACKEND_FILES = {"sparse": ("postings.arrow", "encoder.arrow", "items.arrow"),
+                 "faiss": ("vectors.faiss", "encoder.arrow", "items.arrow")}
+FORMAT_FILES = frozenset({MANIFEST, "forward.arrow", *(n for names in BACKEND_FILES.values() for n in names)})
+_OPEN_ATTEMPTS = 50  # opens retried while writers keep replacing the index under a reader
 
 
 def list_array(indptr: np.ndarray, values: np.ndarray) -> pa.LargeListArray:
@@ -39,14 +56,60 @@ def list_array(indptr: np.ndarray, values: np.ndarray) -> pa.LargeListArray:
     return pa.LargeListArray.from_arrays(pa.array(np.asarray(indptr, dtype=np.int64)), pa.array(values))
 
 
-def list_parts(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, values) numpy views of a large_list column written by ``list_array``."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+def list_pair(table: pa.Table, ids: str, weights: str, rows: int, path: str
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(offsets, ids int32, weights float32) numpy views of two large_list columns sharing their offsets.
+
+    Raises IndexFormatError unless there are ``rows`` lists with valid, shared offsets.
+    """
+    offsets, id_values = _list_parts(table[ids], np.int32, path, ids)
+    offsets2, weight_values = _list_parts(table[weights], np.float32, path, weights)
+    if len(offsets) - 1 != rows or not np.array_equal(offsets, offsets2):
+        raise IndexFormatError(f"{path}: index files disagree with the manifest's counts "
+                               f"(a file has {len(offsets) - 1} rows where {rows} were expected)")
+    return offsets, id_values, weight_values
+
+
+def _list_parts(column: pa.ChunkedArray, dtype, path: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+    arr = column.combine_chunks()
+    if not pa.types.is_large_list(arr.type) or arr.null_count:
+        raise IndexFormatError(f"{path}: column {name!r} is not a large_list without nulls")
     offsets = arr.offsets.to_numpy(zero_copy_only=True)
     values = arr.values.to_numpy(zero_copy_only=True)
-    if len(offsets) and (offsets[0] != 0 or offsets[-1] != len(values)):
-        raise IndexFormatError("a posting list column has inconsistent offsets")
+    if values.dtype != dtype:
+        raise IndexFormatError(f"{path}: column {name!r} holds {values.dtype}, not {np.dtype(dtype)}")
+    if len(offsets) and (offsets[0] != 0 or offsets[-1] != len(values) or (np.diff(offsets) < 0).any()):
+        raise IndexFormatError(f"{path}: a posting list column has inconsistent offsets")
     return offsets, values
+
+
+def column(table: pa.Table, name: str, dtype, rows: int, path: str) -> np.ndarray:
+    """A numpy view of a non-null numeric column of ``rows`` values of ``dtype``."""
+    col = table[name]
+    if col.null_count or len(col) != rows:
+        raise IndexFormatError(f"{path}: column {name!r} has {len(col)} values ({col.null_count} null); "
+                               f"expected {rows}")
+    values = col.to_numpy()
+    if values.dtype != dtype:
+        raise IndexFormatError(f"{path}: column {name!r} holds {values.dtype}, not {np.dtype(dtype)}")
+    return values
+
+
+def id_column(table: pa.Table, rows: int, path: str) -> np.ndarray:
+    """The item ids: ``rows`` non-null int64 or string values."""
+    col = table["item_id"]
+    if not (pa.types.is_int64(col.type) or pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        raise IndexFormatError(f"{path}: item ids are {col.type}, not int64 or string")
+    if col.null_count or len(col) != rows:
+        raise IndexFormatError(f"{path}: {len(col)} item ids ({col.null_count} null); expected {rows}")
+    return col.to_numpy()
+
+
+def check_ids(path: str, name: str, ids: np.ndarray, bound: int) -> None:
+    """Raise IndexFormatError unless every id is in [0, bound) (kernels index arrays with them)."""
+    if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= bound):
+        raise IndexFormatError(f"{path}/{name}: ids outside 0..{bound - 1}; the file does not belong to this "
+                               "index: rebuild it with 'sparseidx build'")
 
 
 def sha256_file(path: str, chunk: int = 1 << 22) -> str:
@@ -68,49 +131,58 @@ def write_table(path: str, table: pa.Table, meta: dict) -> None:
         writer.write_table(table.replace_schema_metadata(schema.metadata))
 
 
+# ---- writing ------------------------------------------------------------------------------
+
+def _index_foreign(path: str) -> str | None:
+    """None when ``path`` is a sparseidx index directory holding only files of the format."""
+    entries = set(os.listdir(path))
+    if MANIFEST not in entries:
+        return "it is not a sparseidx index (it has no manifest.json)"
+    try:
+        manifest = _load_manifest(path, path)
+    except IndexFormatError:
+        manifest = None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        return "its manifest.json is not a sparseidx manifest"
+    foreign = sorted(entries - FORMAT_FILES - {MANIFEST + ".tmp"})
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        return f"it holds {shown}, which sparseidx did not write"
+    return None
+
+
+INDEX_DIR = OutputKind("an index directory", True, _index_foreign)
+
+
+def check_index_output(path: str | os.PathLike, overwrite: bool) -> str:
+    """The absolute index path if an index may be written there, else an OutputError (before any work)."""
+    return check_output(path, INDEX_DIR, overwrite)
+
+
 def write_index_dir(path: str, tables: dict[str, pa.Table], extra_files: dict[str, str],
                     manifest: dict, overwrite: bool = False) -> None:
-    """Atomically create index directory ``path`` from Arrow tables and already-written files.
+    """Atomically create or replace index directory ``path`` from Arrow tables and already-written files.
 
     ``extra_files`` maps names inside the index to files to move in (e.g. a FAISS
-    index). The manifest gets the size and SHA-256 of every file.
+    index). The manifest gets a new build id and the size and SHA-256 of every file.
     """
-    path = os.path.abspath(os.fspath(path))
-    if os.path.exists(path) and not overwrite:
-        raise IndexFormatError(f"{path} already exists; pass --overwrite to replace it")
-    with atomic_output(path, overwrite=True, directory=True) as tmp:
+    build_id = uuid.uuid4().hex
+    with atomic_output(path, INDEX_DIR, overwrite) as tmp:
         files = {}
-        meta = {"format_version": FORMAT_VERSION,
+        meta = {"format_version": FORMAT_VERSION, "build_id": build_id,
                 **{k: manifest[k] for k in ("backend", "model", "n_items", "n_dims") if k in manifest}}
         for name, table in tables.items():
             write_table(os.path.join(tmp, name), table, meta)
         for name, src in extra_files.items():
-            shutil.move(src, os.path.join(tmp, name))
+            os.replace(src, os.path.join(tmp, name))
         for name in sorted(os.listdir(tmp)):
             full = os.path.join(tmp, name)
-            _fsync(full)
             files[name] = {"bytes": os.path.getsize(full), "sha256": sha256_file(full)}
         manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created_by": f"sparseidx {__version__}",
-                    **manifest, "files": files}
-        _write_json_atomic(os.path.join(tmp, MANIFEST), manifest)
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_json_atomic(path: str, obj: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+                    **manifest, "build_id": build_id, "files": files}
+        with open(os.path.join(tmp, MANIFEST), "w") as fh:
+            json.dump(manifest, fh, indent=2, default=_json_default, allow_nan=False)
+            fh.write("\n")
 
 
 def _json_default(obj):
@@ -121,66 +193,255 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def read_manifest(path: str) -> dict:
-    """Read and check an index's manifest; refuse unknown formats and newer versions."""
+# ---- reading ------------------------------------------------------------------------------
+
+class IndexFiles:
+    """The manifest and files of one build of an index, opened through one directory descriptor.
+
+    Use as a context manager (or call ``close``); arrays mapped from its tables stay valid
+    after closing.
+    """
+
+    def __init__(self, path: str, manifest: dict, fds: dict[str, int]):
+        self.path = path
+        self.manifest = manifest
+        self._fds = fds
+        self._maps: dict[str, mmap.mmap] = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        """Close the file descriptors (mapped tables stay valid)."""
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds = {}
+
+    def problems(self, checksums: bool = True) -> list[str]:
+        """Listed files of the wrong size or (with ``checksums``) the wrong SHA-256."""
+        found = []
+        for name, info in self.manifest["files"].items():
+            size = os.fstat(self._fds[name]).st_size
+            if size != info["bytes"]:
+                found.append(f"{name}: {size} bytes, manifest says {info['bytes']} (truncated or replaced)")
+            elif checksums and hashlib.sha256(self._map(name)).hexdigest() != info["sha256"]:
+                found.append(f"{name}: SHA-256 does not match the manifest (file modified or corrupted)")
+        return found
+
+    def ensure_intact(self, checksums: bool = True) -> None:
+        """Raise IndexFormatError if any listed file is truncated or modified."""
+        found = self.problems(checksums)
+        if found:
+            raise IndexFormatError(f"{self.path}: refusing a damaged index: " + "; ".join(found)
+                                   + ". Rebuild it with 'sparseidx build'")
+
+    def table(self, name: str) -> pa.Table:
+        """Memory-map one Arrow IPC file of this build (no copy) and check it belongs to it."""
+        where = f"{self.path}/{name}"
+        try:
+            table = pa.ipc.open_file(pa.BufferReader(pa.py_buffer(self._map(name)))).read_all()
+            table.validate()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OSError) as exc:
+            raise IndexFormatError(f"{where}: not a readable Arrow IPC file: {_first_line(exc)}") from None
+        raw = (table.schema.metadata or {}).get(SCHEMA_KEY)
+        try:
+            meta = json.loads(raw) if raw is not None else None
+        except ValueError:
+            meta = None
+        if not isinstance(meta, dict):
+            raise IndexFormatError(f"{where}: not a sparseidx Arrow file (no sparseidx metadata)")
+        build_id = self.manifest.get("build_id")
+        if build_id is not None and meta.get("build_id") != build_id:
+            raise IndexFormatError(f"{where}: belongs to another build than the manifest "
+                                   "(files of two indexes mixed); rebuild it with 'sparseidx build'")
+        return table
+
+    def native_path(self, name: str) -> str:
+        """A path that opens this build's file ``name`` (for libraries that read by path, e.g. FAISS)."""
+        proc = f"/proc/self/fd/{self._fds[name]}"
+        return proc if os.path.exists(proc) else os.path.join(self.path, name)
+
+    def read_bytes(self, name: str) -> bytes:
+        """The whole content of this build's file ``name``."""
+        return bytes(self._map(name))
+
+    def _map(self, name: str) -> mmap.mmap:
+        if name not in self._maps:
+            if os.fstat(self._fds[name]).st_size == 0:
+                raise IndexFormatError(f"{self.path}/{name}: empty file; rebuild the index with 'sparseidx build'")
+            self._maps[name] = mmap.mmap(self._fds[name], 0, access=mmap.ACCESS_READ)
+        return self._maps[name]
+
+
+def open_files(path: str | os.PathLike) -> IndexFiles:
+    """Open the manifest and every file of the one build at ``path`` (retried while a writer replaces it)."""
     path = os.fspath(path)
-    if not os.path.isdir(path):
-        raise IndexFormatError(f"{path}: not an index directory (build one with 'sparseidx build')")
-    mpath = os.path.join(path, MANIFEST)
-    if not os.path.exists(mpath):
-        raise IndexFormatError(f"{path}: no {MANIFEST}; not a sparseidx index or an interrupted write")
+    for _ in range(_OPEN_ATTEMPTS):
+        try:
+            dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            if _being_replaced(path):
+                time.sleep(0.001)
+                continue
+            raise IndexFormatError(f"{path}: not an index directory: it does not exist (build one with 'sparseidx build')") from None
+        except NotADirectoryError:
+            raise IndexFormatError(f"{path}: not an index directory (build one with 'sparseidx build')") from None
+        except PermissionError:
+            raise IndexFormatError(f"{path}: no permission to read this index directory") from None
+        fds: dict[str, int] = {}
+        try:
+            manifest = _load_manifest(path, dir_fd)
+            check_manifest(path, manifest)
+            for name in manifest["files"]:
+                fds[name] = _open_member(dir_fd, name, path)
+            return IndexFiles(path, manifest, fds)
+        except FileNotFoundError as exc:
+            for fd in fds.values():
+                os.close(fd)
+            if not _replaced(path, dir_fd):
+                missing = os.path.basename(exc.filename or MANIFEST)
+                if missing == MANIFEST:
+                    raise IndexFormatError(f"{path}: no {MANIFEST}; not a sparseidx index or an interrupted "
+                                           "write") from None
+                raise IndexFormatError(f"{path}: refusing a damaged index: {missing}: missing. Rebuild it with "
+                                       "'sparseidx build'") from None
+        except BaseException:
+            for fd in fds.values():
+                os.close(fd)
+            raise
+        finally:
+            os.close(dir_fd)
+    raise IndexFormatError(f"{path}: replaced {_OPEN_ATTEMPTS} times while being opened; try again")
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """Read and check an index's manifest; refuse unknown formats, newer versions and malformed fields."""
+    with open_files(path) as files:
+        return files.manifest
+
+
+def _open_member(dir_fd: int, name: str, path: str) -> int:
     try:
-        with open(mpath) as fh:
-            manifest = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise IndexFormatError(f"{mpath}: unreadable manifest: {exc}") from None
+        return open_regular(dir_fd, name, path)
+    except OutputError as exc:
+        raise IndexFormatError(str(exc)) from None
+
+
+def _load_manifest(path: str, where) -> dict:
+    """The parsed manifest of the directory ``where`` (a descriptor or a path), read with a size bound."""
+    mpath = os.path.join(path, MANIFEST)
+    if isinstance(where, int):
+        fd = _open_member(where, MANIFEST, path)
+    else:
+        dir_fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fd = _open_member(dir_fd, MANIFEST, path)
+        finally:
+            os.close(dir_fd)
+    try:
+        if os.fstat(fd).st_size > MAX_MANIFEST_BYTES:
+            raise IndexFormatError(f"{mpath}: {os.fstat(fd).st_size:,} bytes, larger than any manifest "
+                                   f"sparseidx writes ({MAX_MANIFEST_BYTES:,} at most)")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise IndexFormatError(f"{mpath}: unreadable manifest: {_first_line(exc)}") from None
+    finally:
+        os.close(fd)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def check_manifest(path: str, manifest) -> None:
+    """Raise IndexFormatError unless ``manifest`` is a supported one with well-formed fields."""
+    mpath = os.path.join(path, MANIFEST)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise IndexFormatError(f"{mpath}: not a sparseidx manifest")
     version = manifest.get("format_version")
-    if not isinstance(version, int):
+    if not _is_int(version):
         raise IndexFormatError(f"{mpath}: format_version is missing or not an integer")
     if version > FORMAT_VERSION:
         raise IndexFormatError(
-            f"{path}: index format version {version} was written by {manifest.get('created_by', 'a newer sparseidx')}; "
+            f"{path}: index format version {version} was written by {_short(manifest.get('created_by'))}; "
             f"this sparseidx {__version__} reads format versions up to {FORMAT_VERSION}: upgrade sparseidx")
-    if not isinstance(manifest.get("files"), dict) or not manifest["files"]:
+    if version < 1:
+        raise IndexFormatError(f"{mpath}: format_version {version} does not exist")
+    backend = manifest.get("backend")
+    if not isinstance(backend, str) or backend not in BACKEND_FILES:
+        raise IndexFormatError(f"{path}: unknown index backend {_short(backend)}")
+    for key in ("n_items", "n_dims"):
+        if not _is_int(manifest.get(key)) or manifest[key] < 0:
+            raise IndexFormatError(f"{mpath}: {key} is missing or not a non-negative integer")
+    for key, kind in (("model", str), ("params", dict), ("build_id", str), ("faiss_index", str)):
+        if key in manifest and not isinstance(manifest[key], kind):
+            raise IndexFormatError(f"{mpath}: {key} is not a {kind.__name__}")
+    if backend == "sparse" and manifest.get("forward_index", "encoder") not in ("encoder", "forward.arrow"):
+        raise IndexFormatError(f"{mpath}: forward_index must be 'encoder' or 'forward.arrow', not "
+                               f"{_short(manifest.get('forward_index'))}")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
         raise IndexFormatError(f"{mpath}: lists no files")
-    return manifest
+    want = set(required_files(manifest))
+    if set(files) != want:
+        odd = sorted(map(str, set(files) - want))
+        missing = sorted(want - set(files))
+        raise IndexFormatError(
+            f"{mpath}: the file list does not match a {backend} index"
+            + (f"; unlisted: {', '.join(missing)}" if missing else "")
+            + (f"; not part of the format: {_short(', '.join(odd))}" if odd else "")
+            + ". Rebuild it with 'sparseidx build'")
+    for name, info in files.items():
+        if (not isinstance(info, dict) or not _is_int(info.get("bytes")) or info["bytes"] < 0
+                or not isinstance(info.get("sha256"), str) or not re.fullmatch(r"[0-9a-f]{64}", info["sha256"])):
+            raise IndexFormatError(f"{mpath}: the entry of {name} needs 'bytes' (an integer) and 'sha256' "
+                                   "(64 hex digits)")
 
 
-def check_files(path: str, manifest: dict, checksums: bool = True) -> list[str]:
-    """Problems with the files an index lists: missing, wrong size, wrong checksum."""
-    problems = []
-    for name, info in manifest["files"].items():
-        full = os.path.join(path, name)
-        if not os.path.exists(full):
-            problems.append(f"{name}: missing")
-            continue
-        size = os.path.getsize(full)
-        if size != info.get("bytes"):
-            problems.append(f"{name}: {size} bytes, manifest says {info.get('bytes')} (truncated or replaced)")
-            continue
-        if checksums and sha256_file(full) != info.get("sha256"):
-            problems.append(f"{name}: SHA-256 does not match the manifest (file modified or corrupted)")
-    return problems
+def required_files(manifest: dict) -> tuple[str, ...]:
+    """The files an index with this manifest must list (and may list no others)."""
+    backend = manifest["backend"]
+    if backend == "sparse" and manifest.get("forward_index", "encoder") == "forward.arrow":
+        return BACKEND_FILES[backend] + ("forward.arrow",)
+    return BACKEND_FILES[backend]
 
 
-def ensure_intact(path: str, manifest: dict, checksums: bool = True) -> None:
-    """Raise IndexFormatError if any listed file is missing, truncated or modified."""
-    problems = check_files(path, manifest, checksums)
-    if problems:
-        raise IndexFormatError(f"{path}: refusing a damaged index: " + "; ".join(problems)
-                               + ". Rebuild it with 'sparseidx build'")
-
-
-def map_table(path: str, name: str) -> pa.Table:
-    """Memory-map one Arrow IPC file of an index (no copy, no decompression)."""
-    full = os.path.join(path, name)
+def _replaced(path: str, dir_fd: int) -> bool:
+    """Whether ``path`` names another directory than ``dir_fd`` now (a writer replaced the index)."""
     try:
-        source = pa.memory_map(full, "r")
-        return pa.ipc.open_file(source).read_all()
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise IndexFormatError(f"{full}: not a readable Arrow IPC file: {exc}") from None
+        now = os.stat(path)
+    except FileNotFoundError:
+        return True
+    was = os.fstat(dir_fd)
+    return (now.st_dev, now.st_ino) != (was.st_dev, was.st_ino)
+
+
+def _being_replaced(path: str) -> bool:
+    """Whether a writer's temporary of ``path`` exists beside it (the moment of a two-rename swap)."""
+    parent, name = os.path.split(os.path.abspath(path))
+    try:
+        return any(e.startswith(f".{name}.tmp-") for e in os.listdir(parent))
+    except OSError:
+        return False
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return _short(lines[0] if lines else type(exc).__name__, 200)
 
 
 def index_bytes(manifest: dict) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -10,6 +11,8 @@ import scipy.sparse as sp
 from ..data import IdLookup, show_id
 from ..errors import DataError, UnknownItemError
 from ..progress import log
+
+HISTORIES_FORMS = "histories must be a sparse matrix or a list of item-id lists, e.g. [[10, 20], [30]]"
 
 
 class QueryRows(NamedTuple):
@@ -58,7 +61,7 @@ class HistoryEncoder:
                              np.asarray(Q.data, np.float32))
         if isinstance(histories, np.ndarray) and histories.ndim == 2 and histories.dtype.kind == "f":
             return self.query_rows(sp.csr_matrix(histories), skip_unknown)
-        rows = [np.asarray(h).ravel() for h in histories]
+        rows = [_item_ids(h, q) for q, h in enumerate(_history_list(histories))]
         lengths = np.array([len(r) for r in rows], dtype=np.int64)
         flat = np.concatenate(rows) if len(rows) and lengths.sum() else np.empty(0, dtype=np.int64)
         if self._id_lookup is None:
@@ -85,9 +88,11 @@ class HistoryEncoder:
             raise DataError(f"histories have {histories.shape[1]} item columns but the index has "
                             f"{self.n_items} items")
         if histories.format == "csr" and histories.dtype == np.float32 and histories.has_sorted_indices:
-            return histories  # already in query form: no copy on the single-query path
-        Q = sp.csr_matrix(histories, dtype=np.float32)
-        Q.sort_indices()
+            Q = histories  # already in query form: no copy on the single-query path
+        else:
+            Q = sp.csr_matrix(histories, dtype=np.float32)
+            Q.sort_indices()
+        _finite_weights(Q)
         return Q
 
     def _fill_popular(self, mask: np.ndarray, scores: np.ndarray, ids: np.ndarray, k: int) -> None:
@@ -102,3 +107,53 @@ class HistoryEncoder:
         vals[: len(order)] = np.asarray(self.popularity)[order]
         ids[mask] = top
         scores[mask] = vals
+
+
+def check_k(k, n_items: int) -> int:
+    """The number of items to return: ``k`` capped at the catalogue size ``n_items``.
+
+    Refuses a k that is not an integer (True / False included) or is below 1, and
+    an index without items.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise DataError(f"k must be a positive integer (the number of items to return), got {show_id(k)}")
+    if k < 1:
+        raise DataError(f"k must be a positive integer (the number of items to return), got {int(k)}")
+    if n_items < 1:
+        raise DataError("the index has no items to return; rebuild it from interactions that name items")
+    return int(min(k, n_items))
+
+
+def _history_list(histories):
+    """``histories`` as an iterable of histories; refuses None, numbers, strings and dicts."""
+    if (isinstance(histories, (str, bytes, Mapping)) or not isinstance(histories, Iterable)
+            or (isinstance(histories, np.ndarray) and histories.ndim == 0)):
+        raise DataError(f"{HISTORIES_FORMS}; got {type(histories).__name__}")
+    return histories
+
+
+def _item_ids(history, q: int) -> np.ndarray:
+    """One history (query ``q``, 0-based) as a flat array of item ids; refuses dicts and float ids."""
+    if isinstance(history, Mapping):
+        raise DataError(f"query {q + 1}: a history is a list of item ids, not a {type(history).__name__}; "
+                        "pass list(...) of its ids")
+    try:
+        ids = np.asarray(history).ravel()
+    except ValueError:
+        raise DataError(f"query {q + 1}: a history is a flat list of item ids; {HISTORIES_FORMS}") from None
+    if not ids.size:
+        return np.empty(0, dtype=np.int64)
+    if ids.dtype.kind not in "iuUSO":
+        raise DataError(f"query {q + 1}: item id {show_id(ids[0])} is a {ids.dtype.name} value; "
+                        "item ids are integers or strings")
+    return ids
+
+
+def _finite_weights(Q: sp.csr_matrix) -> None:
+    """Refuse NaN or infinite weights in a histories matrix, naming the first query holding one."""
+    bad = ~np.isfinite(Q.data)
+    if bad.any():
+        at = int(np.flatnonzero(bad)[0])
+        query = int(np.searchsorted(Q.indptr, at, side="right"))
+        raise DataError(f"query {query}: history weight {float(Q.data[at])} is not finite; "
+                        "weights must be finite numbers")

@@ -15,7 +15,7 @@ from ..errors import DataError, IndexFormatError
 from ..factors import Factors
 from . import format as fmt
 from . import kernels
-from .histories import HistoryEncoder
+from .histories import HistoryEncoder, check_k
 
 
 @dataclass
@@ -121,7 +121,8 @@ class SparseIndex(HistoryEncoder):
 
     # ---- persistence ----------------------------------------------------------------------
     def write(self, path: str | os.PathLike, overwrite: bool = False) -> None:
-        """Write the index directory atomically (temporary directory renamed into place)."""
+        """Write the index directory atomically (a whole new build replaces any previous one in one step)."""
+        fmt.check_index_output(path, overwrite)
         lengths = np.diff(self.v_indptr)
         postings = pa.table({
             "items": fmt.list_array(self.v_indptr, self.v_items),
@@ -141,41 +142,39 @@ class SparseIndex(HistoryEncoder):
         fmt.write_index_dir(os.fspath(path), tables, {}, self.manifest, overwrite=overwrite)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, verify: bool = True, manifest: dict | None = None) -> "SparseIndex":
+    def open(cls, path: str | os.PathLike, verify: bool = True, files: fmt.IndexFiles | None = None
+             ) -> "SparseIndex":
         """Memory-map an index directory; with ``verify`` the checksums are checked first."""
-        path = os.fspath(path)
-        manifest = fmt.read_manifest(path) if manifest is None else manifest
-        if manifest.get("backend") != cls.backend:
-            raise IndexFormatError(f"{path}: a {manifest.get('backend')!r} index, not a sparse one")
-        fmt.ensure_intact(path, manifest, checksums=verify)
-        postings = fmt.map_table(path, "postings.arrow")
-        encoder = fmt.map_table(path, "encoder.arrow")
-        items = fmt.map_table(path, "items.arrow")
+        if files is None:
+            with fmt.open_files(path) as files:
+                return cls.open(path, verify, files)
+        path, manifest = files.path, files.manifest
+        if manifest["backend"] != cls.backend:
+            raise IndexFormatError(f"{path}: a {manifest['backend']!r} index, not a sparse one")
+        files.ensure_intact(checksums=verify)
+        postings, encoder, items = (files.table(n) for n in ("postings.arrow", "encoder.arrow", "items.arrow"))
+        rows = files.table("forward.arrow") if "forward.arrow" in manifest["files"] else None
+        n, d = manifest["n_items"], manifest["n_dims"]
         try:
-            v_indptr, v_items = fmt.list_parts(postings["items"])
-            v_indptr2, v_weights = fmt.list_parts(postings["weights"])
-            e_indptr, e_dims = fmt.list_parts(encoder["dims"])
-            e_indptr2, e_weights = fmt.list_parts(encoder["weights"])
-            max_abs = postings["max_abs"].to_numpy()
-            priors = items["prior"].to_numpy()
-            item_ids = items["item_id"].to_numpy()
-            popularity = items["popularity"].to_numpy() if "popularity" in items.column_names else None
-            forward, tables = None, (postings, encoder, items)
-            if manifest.get("forward_index", "encoder") != "encoder":
-                rows = fmt.map_table(path, "forward.arrow")
-                f_indptr, f_dims = fmt.list_parts(rows["dims"])
-                f_indptr2, f_weights = fmt.list_parts(rows["weights"])
-                if len(f_indptr) - 1 != manifest.get("n_items") or not np.array_equal(f_indptr, f_indptr2):
-                    raise IndexFormatError(f"{path}: index files disagree with the manifest's counts "
-                                           f"(forward.arrow has {len(f_indptr) - 1} item rows)")
-                forward, tables = (f_indptr, f_dims, f_weights), tables + (rows,)
-        except (KeyError, pa.ArrowInvalid) as exc:
+            v_indptr, v_items, v_weights = fmt.list_pair(postings, "items", "weights", d, path)
+            e_indptr, e_dims, e_weights = fmt.list_pair(encoder, "dims", "weights", n, path)
+            max_abs = fmt.column(postings, "max_abs", np.float32, d, path)
+            priors = fmt.column(items, "prior", np.float32, n, path)
+            item_ids = fmt.id_column(items, n, path)
+            popularity = (fmt.column(items, "popularity", np.int64, n, path)
+                          if "popularity" in items.column_names else None)
+            forward = None if rows is None else fmt.list_pair(rows, "dims", "weights", n, path)
+        except KeyError as exc:
             raise IndexFormatError(f"{path}: index files do not have the expected columns: {exc}") from None
-        n, d = manifest.get("n_items"), manifest.get("n_dims")
-        if (len(v_indptr) - 1 != d or len(e_indptr) - 1 != n or len(priors) != n
-                or not np.array_equal(v_indptr, v_indptr2) or not np.array_equal(e_indptr, e_indptr2)):
-            raise IndexFormatError(f"{path}: index files disagree with the manifest's counts "
-                                   f"({n} items, {d} dims)")
+        fmt.check_ids(path, "postings.arrow", v_items, n)
+        for name, dims in (("encoder.arrow", e_dims), ("forward.arrow", None if forward is None else forward[1])):
+            if dims is not None:
+                fmt.check_ids(path, name, dims, d)
+        for name, values in (("postings.arrow", v_weights), ("encoder.arrow", e_weights), ("items.arrow", priors),
+                             ("forward.arrow", None if forward is None else forward[2])):
+            if values is not None and not np.isfinite(values).all():
+                raise IndexFormatError(f"{path}/{name}: holds NaN or infinite weights; rebuild the index")
+        tables = (postings, encoder, items) + (() if rows is None else (rows,))
         return cls(v_indptr, v_items, v_weights, max_abs, e_indptr, e_dims, e_weights, priors, item_ids,
                    popularity, manifest, forward=forward, tables=tables)
 
@@ -192,7 +191,7 @@ class SparseIndex(HistoryEncoder):
 
     # ---- querying -------------------------------------------------------------------------
     def search(self, histories, k: int = 20, **options) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k items for each history: (scores float32 (n, k), ids int64 (n, k)).
+        """Top-k items for each history: (scores float32 (n, k), ids int64 (n, k)), k capped at the items.
 
         ``histories``: a users x items sparse matrix or a list of lists of item ids.
         Options: ``query_dims`` (keep the m strongest dims of u), ``query_mass``
@@ -216,10 +215,12 @@ class SparseIndex(HistoryEncoder):
         """Like ``search`` but also returns popularity flags, postings scanned and coverage."""
         if ef_search is not None or nprobe is not None:
             raise DataError("--ef-search and --nprobe apply to FAISS indexes; this index is sparse")
+        k = check_k(k, self.n_items)
         rows = self.query_rows(histories, skip_unknown=skip_unknown)
         _check_options(k, query_dims, query_mass, budget, prune, candidates)
         if candidates is None:
             candidates = 2 * k if prune else 0
+        candidates = min(candidates, self.n_items)
         n = rows.n
         scores = np.empty((n, k), dtype=np.float32)
         ids = np.empty((n, k), dtype=np.int64)
@@ -257,8 +258,6 @@ def _unsigned(ids: np.ndarray) -> np.ndarray:
 
 
 def _check_options(k, query_dims, query_mass, budget, prune, candidates):
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise DataError(f"k must be a positive integer, got {k!r}")
     if query_dims is not None and query_dims < 1:
         raise DataError(f"query_dims must be at least 1, got {query_dims}")
     if query_mass is not None and not 0.0 < query_mass <= 1.0:

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
-from ..data import as_matrix, popularity
+from ..data import as_matrix, check_finite, popularity
 from ..errors import DataError, SparseIdxError
 from ..factors import Factors
 from ..progress import log, stage
@@ -50,7 +50,9 @@ def gram_inverse(X: sp.spmatrix, l2: float, memory_limit: int | None = None) -> 
         raise DataError(f"l2 must be positive, got {l2}")
     X = sp.csr_matrix(X, dtype=np.float32)
     n = X.shape[1]
-    check_dense(n, "the dense Cholesky/EASE route", "--model sansa", limit=memory_limit)
+    # peak: the N x N buffer plus G (8 B per non-zero) and scatter_gram's int64 / float32 copies (12 B):
+    # 1.5 buffers when about 10% of G is non-zero, more for denser Gram matrices
+    check_dense(n, "the dense Cholesky/EASE route", "--model sansa", n_buffers=1.5, limit=memory_limit)
     with stage(f"Gram matrix of {X.shape[0]:,} users x {n:,} items"):
         G = (X.T @ X).tocsr()
         G.sort_indices()
@@ -81,6 +83,7 @@ def fit_cholesky(X, l2: float = 200.0, beta: float | str = "auto", k: int | None
     ``order``: "popularity", "cooccurrence" or "none". The beta used, the order and
     the timings are recorded in ``Factors.params``.
     """
+    check_finite(l2=l2, beta=None if beta == "auto" else beta)
     X, item_ids = as_matrix(X, item_ids)
     if order not in ORDERS:
         raise DataError(f"unknown item order {order!r}; choose one of {', '.join(ORDERS)}")

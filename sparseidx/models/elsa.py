@@ -19,7 +19,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from ..data import as_matrix, popularity
+from ..data import as_matrix, check_finite, popularity
 from ..errors import DataError
 from ..factors import DenseFactors, Factors
 from ..progress import counter, log
@@ -151,6 +151,7 @@ def _check(X, dims, epochs, batch_size, lr):
 def fit_elsa(X, dims: int = 256, epochs: int = 10, batch_size: int = 1024, lr: float = 0.1, seed: int = 0,
              item_ids: np.ndarray | None = None) -> DenseFactors:
     """Dense ELSA: E = V = A_hat (served by FAISS), priors 1."""
+    check_finite(lr=lr)
     X, item_ids = as_matrix(X, item_ids)
     _check(X, dims, epochs, batch_size, lr)
     t0 = time.perf_counter()
@@ -166,6 +167,7 @@ def fit_compressed_elsa(X, dims: int = 1024, nnz_per_item: int = 16, epochs: int
                         lr: float = 0.1, schedule: str = "exponential", rewind: bool = False, seed: int = 0,
                         item_ids: np.ndarray | None = None) -> Factors:
     """Compressed ELSA: sparse A_hat with at most ``nnz_per_item`` non-zeros per row; E = V = A_hat, priors 1."""
+    check_finite(lr=lr)
     X, item_ids = as_matrix(X, item_ids)
     _check(X, dims, epochs, batch_size, lr)
     if not 1 <= nnz_per_item <= dims:

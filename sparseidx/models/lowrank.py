@@ -24,7 +24,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from ..data import as_matrix, popularity
+from ..data import as_matrix, check_finite, popularity
 from ..errors import DataError
 from ..factors import DenseFactors
 from ..progress import stage
@@ -76,6 +76,7 @@ def fit_cholesky_lowrank(X, dims: int = 256, l2: float = 200.0, n_iter: int = 6,
     """
     from .cholesky import gram_inverse
 
+    check_finite(l2=l2)
     X, item_ids = as_matrix(X, item_ids)
     if l2 <= 0:
         raise DataError(f"l2 must be positive, got {l2}")

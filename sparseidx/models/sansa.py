@@ -19,7 +19,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from ..data import as_matrix, popularity
+from ..data import as_matrix, check_finite, popularity
 from ..errors import DataError, SparseIdxError
 from ..factors import Factors
 from ..openblas import import_pinned
@@ -116,6 +116,7 @@ def fit_sansa(X, l2: float = 20.0, factorizer: str = "auto", density: float | No
     Default density: 5e-4. Returns Factors with E = W^T, V = decoder Z^T, priors 1,
     and the factorizer used, its reason, the UMR losses and the non-zeros in params.
     """
+    check_finite(l2=l2, density=density)
     X, item_ids = as_matrix(X, item_ids)
     n = X.shape[1]
     if factorizer not in FACTORIZERS:
