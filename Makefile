@@ -17,7 +17,8 @@ setup:
 	@bash scripts/setup.sh $(VENV) test
 
 feast-setup:
-	@test -x $(FEAST_VENV)/bin/feast || (python3 -m venv $(FEAST_VENV) && $(FEAST_VENV)/bin/pip install -q 'feast>=0.40')
+	@test -x $(FEAST_VENV)/bin/feast || (echo "setup: installing Feast into $(FEAST_VENV) (once; about 580 MB, a few minutes) ..." >&2 \
+	  && python3 -m venv $(FEAST_VENV) && $(FEAST_VENV)/bin/pip install -q 'feast>=0.40' && echo "setup: Feast ready" >&2)
 
 bench-setup:
 	@bash scripts/setup.sh $(BENCH_VENV) bench
@@ -35,7 +36,7 @@ test: setup feast-setup
 	SPARSEIDX_FEAST_BIN=$(FEAST_VENV)/bin/feast $(PY) -m pytest -q
 	NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=.numba-boundscheck $(PY) -m pytest -q -p no:cacheprovider tests/test_engine.py
 
-# Every figure of the README's "Measured figures", on examples/amazon-book (about 2.5 hours on 2 cores).
+# Every figure of the README's "Measured figures", on examples/amazon-book (about 3.5 hours on 2 cores).
 reports: bench-setup
 	bash benchmarks/all.sh $(BENCH_VENV) $(DATA)
 

@@ -17,7 +17,7 @@ from sparseidx.errors import DataError
 from sparseidx.evaluate import onto_items
 from sparseidx.index import Index, SparseIndex
 
-from .common import echo_json, info
+from .common import IndexPath, echo_json, info
 
 PEERS = ("scipy", "seismic", "faiss")
 
@@ -45,7 +45,7 @@ def _peer_list(ctx, param, value):
 
 
 @click.command()
-@click.argument("index", type=click.Path(exists=True, file_okay=False))
+@click.argument("index", type=IndexPath())
 @click.option("--train", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Interactions giving each query user's history.")
 @click.option("--test", required=True, type=click.Path(exists=True, dir_okay=False),

@@ -65,12 +65,12 @@ def _beta(value: str):
               help="Cholesky: non-zeros kept per embedding row [default: 200].")
 @click.option("--order", type=click.Choice(ORDERS), default=None,
               help="Cholesky: item order, which decides which rows can hold many non-zeros [default: popularity].")
-@click.option("--dims", type=click.IntRange(min=1), default=None, help="Dense/ELSA models: embedding dimensions.")
+@click.option("--dims", type=click.IntRange(min=1), default=None, help="Dense/ELSA models: embedding dimensions [default: 256; 1024 for celsa].")
 @click.option("--factorizer", type=click.Choice(["auto", "cholmod", "icf"]), default=None,
               help="SANSA: exact CHOLMOD factor or incomplete Cholesky [default: auto, from the predicted "
                    "factor size].")
 @click.option("--density", type=FiniteFloat(min=0, min_open=True), default=None,
-              help="SANSA: target density of the factor and its inverse (fraction of N^2).")
+              help="SANSA: target density of the factor and its inverse (fraction of N^2) [default: 5e-4].")
 @click.option("--nnz-per-item", type=click.IntRange(min=1), default=None,
               help="SANSA / Compressed ELSA: non-zeros per item (instead of --density).")
 @click.option("--scans", type=click.IntRange(min=0), default=None, help="SANSA: UMR scans.")

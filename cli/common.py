@@ -8,6 +8,9 @@ import math
 import click
 import numpy as np
 
+from sparseidx.index.dense import SPARSE_ONLY
+from sparseidx.progress import log
+
 
 class FiniteFloat(click.FloatRange):
     """A float option within a range; NaN and infinities are refused (they pass a plain range check)."""
@@ -48,6 +51,35 @@ def search_options(f):
     return f
 
 
+FAISS_ONLY = ("ef_search", "nprobe")
+
+
+def check_backend_options(index, options: dict) -> None:
+    """A usage error (exit 2) for a set search option that the index's backend does not take."""
+    faiss = getattr(index, "backend", "") == "faiss"
+    wrong = [name for name in options if name in (SPARSE_ONLY if faiss else FAISS_ONLY)]
+    if wrong:
+        names = ", ".join("--" + name.replace("_", "-") for name in wrong)
+        raise click.UsageError(f"{names} appl{'ies' if len(wrong) == 1 else 'y'} to "
+                               f"{'sparse' if faiss else 'FAISS'} indexes; this index is "
+                               f"{'FAISS' if faiss else 'sparse'}"
+                               + (" (its knobs: --ef-search, --nprobe)" if faiss else ""))
+
+
+class IndexPath(click.Path):
+    """An existing index directory; a clear hint when the index is not the first argument."""
+
+    def __init__(self):
+        super().__init__(exists=True, file_okay=False)
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"index directory {value!r} does not exist; the index comes first, e.g. "
+                      "'sparseidx query book.idx --history 17 42'", param, ctx)
+
+
 def search_kwargs(**options) -> dict:
     """Keyword arguments for ``search_detailed`` from the shared options (unset ones left out)."""
     return {k: v for k, v in options.items() if v is not None}
@@ -86,5 +118,5 @@ def _fmt(v) -> str:
 
 
 def info(message: str) -> None:
-    """A note for people, on stderr so that stdout stays machine-readable."""
-    click.echo(message, err=True)
+    """A note for people, on stderr so that stdout stays machine-readable (silenced by -q)."""
+    log.info("%s", message)

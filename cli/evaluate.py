@@ -7,11 +7,11 @@ import click
 from sparseidx.evaluate import evaluate as run_evaluation
 from sparseidx.index import Index
 
-from .common import echo_json, echo_table, search_kwargs, search_options
+from .common import IndexPath, check_backend_options, echo_json, echo_table, search_kwargs, search_options
 
 
 @click.command()
-@click.argument("index", type=click.Path(exists=True, file_okay=False))
+@click.argument("index", type=IndexPath())
 @click.option("--train", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Interactions whose items are each user's history (excluded from the answers).")
 @click.option("--test", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -30,7 +30,9 @@ def evaluate(index, train, test, ks, as_json, **search):
       sparseidx evaluate book.idx --train train.txt --test test.txt -k 20 -k 50
     """
     idx = Index.open(index)
-    result = run_evaluation(idx, train, test, ks=ks, **search_kwargs(**search))
+    options = search_kwargs(**search)
+    check_backend_options(idx, options)
+    result = run_evaluation(idx, train, test, ks=ks, **options)
     if as_json:
         echo_json(result)
         return

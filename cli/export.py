@@ -7,11 +7,11 @@ import click
 from sparseidx.export import TARGETS, export as export_index
 from sparseidx.index import Index
 
-from .common import echo_json, info
+from .common import IndexPath, echo_json, info
 
 
 @click.command()
-@click.argument("index", type=click.Path(exists=True, file_okay=False))
+@click.argument("index", type=IndexPath())
 @click.option("--to", "target", type=click.Choice(TARGETS), required=True, help="Output format.")
 @click.option("--out", required=True, type=click.Path(), help="Output file (a directory for --to feast).")
 @click.option("--users", type=click.Path(exists=True, dir_okay=False), default=None,

@@ -7,11 +7,11 @@ import click
 from sparseidx.index import Index
 from sparseidx.index import format as fmt
 
-from .common import echo_json, echo_table
+from .common import IndexPath, echo_json, echo_table
 
 
 @click.command()
-@click.argument("index", type=click.Path(exists=True, file_okay=False))
+@click.argument("index", type=IndexPath())
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def info(index, as_json):
     """Show an index's model, sizes, parameters and pruning settings.
@@ -44,7 +44,7 @@ def info(index, as_json):
 
 
 @click.command()
-@click.argument("index", type=click.Path(exists=True, file_okay=False))
+@click.argument("index", type=IndexPath())
 def verify(index):
     """Check every file of an index against its manifest; exit 1 if any is damaged.
 

@@ -8,11 +8,11 @@ from sparseidx.batch import RESULTS_FILE, recommend_file
 from sparseidx.files import check_output
 from sparseidx.index import Index
 
-from .common import echo_json, echo_table, info, search_kwargs, search_options
+from .common import IndexPath, check_backend_options, echo_json, echo_table, info, search_kwargs, search_options
 
 
 @click.command()
-@click.argument("index", type=click.Path(exists=True, file_okay=False))
+@click.argument("index", type=IndexPath())
 @click.argument("items", nargs=-1)
 @click.option("--history", is_flag=True, help="The ITEMS that follow INDEX are one user's history.")
 @click.option("--users", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -54,6 +54,7 @@ def query(index, items, history, users, out, overwrite, k, skip_unknown, n_segme
         check_output(out, RESULTS_FILE, overwrite)
     idx = Index.open(index)
     options = search_kwargs(**search)
+    check_backend_options(idx, options)
     if users:
         _batch(idx, users, out, k, options, skip_unknown, overwrite, as_json)
         return
@@ -65,7 +66,7 @@ def query(index, items, history, users, out, overwrite, k, skip_unknown, n_segme
     valid = res.ids[0] >= 0
     ids = idx.item_ids[res.ids[0][valid]]
     scores = res.scores[0][valid]
-    payload = {"history": tokens, "popular": bool(res.popular[0]),
+    payload = {"history": _typed(tokens, idx.item_ids), "popular": bool(res.popular[0]),
                "items": [{"rank": r + 1, "item_id": i, "score": float(s)} for r, (i, s) in enumerate(zip(ids, scores))],
                "postings": int(res.postings[0])}
     if as_json:
@@ -74,6 +75,13 @@ def query(index, items, history, users, out, overwrite, k, skip_unknown, n_segme
     if res.popular[0]:
         info("empty history: showing the most popular items (score = interaction count)")
     echo_table(payload["items"], ["rank", "item_id", "score"])
+
+
+def _typed(tokens: list[str], item_ids) -> list:
+    """History tokens as the index's ids are typed (integers for an integer catalogue), for --json."""
+    if item_ids.dtype.kind not in "iu":
+        return tokens
+    return [int(t) if t.lstrip("+-").isdigit() else t for t in tokens]
 
 
 def _batch(idx, users_path, out, k, options, skip_unknown, overwrite, as_json):

@@ -7,11 +7,11 @@ import click
 from sparseidx.index import Index
 from sparseidx.segments import item_segments, read_titles
 
-from .common import echo_json, echo_table
+from .common import IndexPath, echo_json, echo_table
 
 
 @click.command()
-@click.argument("index", type=click.Path(exists=True, file_okay=False))
+@click.argument("index", type=IndexPath())
 @click.option("--titles", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Name segments from 'item_id<TAB>title' lines instead of item ids.")
 @click.option("--top", type=click.IntRange(min=1), default=None, help="Only the largest N segments.")
@@ -21,6 +21,11 @@ def segments(index, titles, top, as_json):
 
     Segments are named after their most popular members (or --titles). Rank them for a
     user with 'sparseidx query INDEX --history ... --segments N'.
+
+    \b
+    Examples:
+      sparseidx segments celsa.idx --top 20
+      sparseidx segments celsa.idx --titles titles.tsv --json
     """
     segs = item_segments(Index.open(index), read_titles(titles) if titles else None)
     rows = [{"segment": s, "dim": int(segs.dim[s]), "sign": int(segs.sign[s]), "size": int(segs.sizes[s]),

@@ -29,14 +29,20 @@ class MissingDependencyError(SparseIdxError):
     """An optional dependency is needed for the requested feature but is not installed."""
 
 
+# the README's own commands that make an environment with an extra
+MAKE_TARGETS = {"bench": "make bench-setup, then run .venv-bench/bin/sparseidx",
+                "feast": "make feast-setup, which puts Feast in .venv-feast"}
+
+
 def require(module: str, extra: str, feature: str):
-    """Import an optional dependency, or raise a MissingDependencyError naming the extra to install."""
+    """Import an optional dependency, or raise a MissingDependencyError saying how to install it."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        also = f", or {MAKE_TARGETS[extra]}" if extra in MAKE_TARGETS else ""
         raise MissingDependencyError(
-            f"{feature} needs the optional package '{module}' ({exc}); "
-            f"install it with: pip install 'sparseidx[{extra}]'"
+            f"{feature} needs the optional package '{module}' ({exc}); install it from sparseidx's clone "
+            f"with: pip install -e '.[{extra}]'{also}"
         ) from None

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from .data import Interactions, load_interactions, lookup_ids
 from .errors import DataError
-from .progress import bar, log
+from .progress import counter, log
 
 DEFAULT_BATCH = 4096
 
@@ -91,9 +91,8 @@ def evaluate(index, train: Interactions | str | os.PathLike, test: Interactions 
     per_user = {f"{m}@{k}": [] for k in ks for m in ("recall", "precision", "ndcg", "map")}
     coverage, postings = [], []
     K = max(ks)
-    batches = range(0, len(users), batch_size)
-    with bar(batches, length=len(batches), label="evaluating") as progress:
-        for s in progress:
+    with counter(len(users), "evaluating users") as progress:
+        for s in range(0, len(users), batch_size):
             sel = slice(s, s + batch_size)
             res = index.search_detailed(histories[sel], K, **search_options)
             metrics = ranking_metrics(res.ids, test_X[users[sel]], ks, sizes_all[users[sel]])
@@ -102,6 +101,7 @@ def evaluate(index, train: Interactions | str | os.PathLike, test: Interactions 
             hist_len = np.diff(histories[sel].indptr)
             coverage.append(res.nonzero / np.maximum(index.n_items - hist_len, 1))
             postings.append(res.postings)
+            progress.update(len(res.ids))
     result = {"users": int(len(users)), "items": int(index.n_items)}
     for name, parts in per_user.items():
         result[name] = float(np.concatenate(parts).mean()) if parts else 0.0

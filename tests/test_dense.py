@@ -142,8 +142,8 @@ def test_tampered_or_missing_faiss_file_is_refused(tmp_path):
     ("Flat", {"ef_search": 10}, "--ef-search applies to HNSW"),
     ("Flat", {"nprobe": 2}, "--nprobe applies to IVF"),
     ("HNSW16,Flat", {"ef_search": 10, "nprobe": 2}, "not both"),
-    ("Flat", {"query_dims": 3}, "--query-dims apply to sparse indexes"),
-    ("Flat", {"prune": 0.1}, "--prune apply to sparse indexes"),
+    ("Flat", {"query_dims": 3}, "--query-dims applies to sparse indexes"),
+    ("Flat", {"prune": 0.1}, "--prune applies to sparse indexes"),
     ("Flat", {"k": 0}, "k must be a positive integer"),
 ])
 def test_bad_search_options(spec, options, message):
@@ -184,7 +184,7 @@ def test_cli_build_query_evaluate_on_a_faiss_index(tmp_path):
     res = runner.invoke(cli, ["info", str(out), "--json"])
     assert json.loads(res.output)["faiss_index"] == "HNSW16,Flat"
     res = runner.invoke(cli, ["query", str(out), "--history", "0", "--budget", "10"])
-    assert res.exit_code == 1 and "apply to sparse indexes" in res.output
+    assert res.exit_code == 2 and "applies to sparse indexes" in res.output  # a usage error
     res = runner.invoke(cli, ["build", str(tmp_path / "train.txt"), "--model", "chol", "--backend", "faiss",
                               "--out", str(tmp_path / "x.idx")])
     assert res.exit_code != 0 and "sparse embeddings" in res.output

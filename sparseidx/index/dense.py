@@ -168,8 +168,8 @@ class DenseIndex(HistoryEncoder):
         if unknown:
             raise TypeError(f"unexpected search option(s): {', '.join(unknown)}")
         if given:
-            raise DataError(f"{', '.join('--' + g.replace('_', '-') for g in given)} apply to sparse indexes; "
-                            f"this index is FAISS {self.spec!r} (use --ef-search / --nprobe)")
+            raise DataError(f"{', '.join('--' + g.replace('_', '-') for g in given)} appl{'ies' if len(given) == 1 else 'y'} "
+                            f"to sparse indexes; this index is FAISS {self.spec!r} (use --ef-search / --nprobe)")
         k = check_k(k, self.n_items)
         params = self._params(ef_search, nprobe)
         Q = self.histories_matrix(histories, skip_unknown=skip_unknown)
