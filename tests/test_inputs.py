@@ -157,13 +157,18 @@ def test_whole_float_ids_become_integers(tmp_path):
     assert inter.user_ids.dtype == np.int64
 
 
-def test_csv_ids_nan_empty_and_beyond_int64_are_refused(tmp_path):
-    with pytest.raises(DataError, match=r"x\.csv: row 2 \(line 3\): id 'NaN' in column 'item' is not a finite"):
-        load_interactions(csv_file(tmp_path, "user,item\n1,2\n1,NaN\n"))
-    with pytest.raises(DataError, match=r"x\.csv: row 1 \(line 2\): missing value in column 'item'"):
-        load_interactions(csv_file(tmp_path, "user,item\na,\nb,x\n"))
-    with pytest.raises(DataError, match=r"row 2 \(line 3\): id '99999999999999999999' in column 'item' is beyond"):
-        load_interactions(csv_file(tmp_path, "user,item\n1,2\n1,99999999999999999999\n"))
+@pytest.mark.parametrize("text, message", [
+    ("user,item\n1,2\n1,NaN\n", r"x\.csv: row 2 \(line 3\): id 'NaN' in column 'item' is not a finite"),
+    ("user,item\na,\nb,x\n", r"x\.csv: row 1 \(line 2\): missing value in column 'item'"),
+    ("user,item\n1,2\n1,99999999999999999999\n", r"row 2 \(line 3\): id '99999999999999999999' in column 'item' is beyond"),
+    ("user,item,weight\n1,2,1\n1,3,NaN\n", r"row 2 \(line 3\): weight is not finite \(NaN\) in column 'weight'"),
+    ("user,item,weight\n1,2,1\n1,3,-inf\n", r"row 2 \(line 3\): weight is not finite \(-inf\)"),
+    ("user,item,weight\n1,2,\n1,3,oops\n", r"row 1 \(line 2\): missing value in column 'weight'"),
+])
+def test_csv_nan_empty_and_beyond_int64_values_are_refused_by_name(tmp_path, text, message):
+    """NaN, empty and too-large ids, and NaN / infinite / empty weights: each named with its row and column."""
+    with pytest.raises(DataError, match=message):
+        load_interactions(csv_file(tmp_path, text))
 
 
 def test_csv_integer_ids_keep_every_digit(tmp_path):
@@ -210,15 +215,6 @@ def test_files_without_interactions_are_refused(tmp_path):
 
 
 # ---- 6. messages ----------------------------------------------------------------------------------------
-
-def test_csv_nan_weight_is_not_finite_and_empty_weight_is_missing(tmp_path):
-    with pytest.raises(DataError, match=r"row 2 \(line 3\): weight is not finite \(NaN\) in column 'weight'"):
-        load_interactions(csv_file(tmp_path, "user,item,weight\n1,2,1\n1,3,NaN\n"))
-    with pytest.raises(DataError, match=r"row 2 \(line 3\): weight is not finite \(-inf\)"):
-        load_interactions(csv_file(tmp_path, "user,item,weight\n1,2,1\n1,3,-inf\n"))
-    with pytest.raises(DataError, match=r"row 1 \(line 2\): missing value in column 'weight'"):
-        load_interactions(csv_file(tmp_path, "user,item,weight\n1,2,\n1,3,oops\n"))
-
 
 def test_unknown_ids_say_how_to_skip_them(tmp_path):
     path = lines_file(tmp_path, "0 5 7\n1 9\n")

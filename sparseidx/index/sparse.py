@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass
@@ -13,9 +14,13 @@ import scipy.sparse as sp
 
 from ..errors import DataError, IndexFormatError
 from ..factors import Factors
+from ..progress import stage
 from . import format as fmt
 from . import kernels
 from .histories import HistoryEncoder, check_k
+
+
+_WARM = set()  # kernels known compiled in this process: no check on the query path
 
 
 @dataclass
@@ -229,15 +234,19 @@ class SparseIndex(HistoryEncoder):
                 query_dims or 0, float(query_mass or 0.0), budget or 0, np.float32(prune or 0.0), int(candidates),
                 bool(exclude_history), scores, ids, stats)
         threads = _threads(threads, n)
-        if threads == 1:
-            empty = kernels.search_range(self._scratch(k, int(candidates)), 0, n, 1, *args)
-        else:
-            previous = numba.get_num_threads()
-            numba.set_num_threads(threads)
-            try:
-                empty = kernels.search_parallel(threads, *args)
-            finally:
-                numba.set_num_threads(previous)
+        kernel = kernels.search_range if threads == 1 else kernels.search_parallel
+        with contextlib.nullcontext() if kernel in _WARM or kernels.compiled(kernel) else stage(
+                "compiling the query engine (once after an install; cached on disk)"):
+            if threads == 1:
+                empty = kernel(self._scratch(k, int(candidates)), 0, n, 1, *args)
+            else:
+                previous = numba.get_num_threads()
+                numba.set_num_threads(threads)
+                try:
+                    empty = kernel(threads, *args)
+                finally:
+                    numba.set_num_threads(previous)
+        _WARM.add(kernel)
         popular = rows.empty() if empty else np.zeros(n, dtype=bool)
         if empty:
             self._fill_popular(popular, scores, ids, k)

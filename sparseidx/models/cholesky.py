@@ -12,13 +12,13 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import lapack
 
 from ..data import as_matrix, check_finite, popularity
 from ..errors import DataError, SparseIdxError
 from ..factors import Factors
 from ..progress import log, stage
 from . import _dense_kernels as kern
+from ._lapack import cholesky_lower, inverse_from_cholesky_lower
 from ._memory import check_dense
 
 ORDERS = ("popularity", "cooccurrence", "none")
@@ -60,16 +60,15 @@ def gram_inverse(X: sp.spmatrix, l2: float, memory_limit: int | None = None) -> 
         kern.scatter_gram(buf, G.indptr.astype(np.int64), G.indices.astype(np.int64),
                           G.data.astype(np.float32), np.float32(l2))
         del G
-    # buf.T is Fortran-ordered: LAPACK's "upper" triangle of buf.T is buf's lower triangle.
+    # in place, without holding the GIL (the stage's heartbeat runs meanwhile)
     with stage("Cholesky inversion (potrf + potri)"):
-        c, info = lapack.spotrf(buf.T, lower=0, clean=0, overwrite_a=1)
+        info = cholesky_lower(buf)
         if info != 0:
             raise SparseIdxError(f"X^T X + l2 I is not positive definite in float32 (LAPACK info={info}); "
                                  "increase --l2")
-        inv, info = lapack.spotri(c, lower=0, overwrite_c=1)
+        info = inverse_from_cholesky_lower(buf)
         if info != 0:
             raise SparseIdxError(f"inversion failed (LAPACK potri info={info}); increase --l2")
-    assert np.shares_memory(inv, buf), "LAPACK copied the N x N buffer"
     return buf, np.ascontiguousarray(np.diagonal(buf)).copy()
 
 
@@ -100,7 +99,7 @@ def fit_cholesky(X, l2: float = 200.0, beta: float | str = "auto", k: int | None
     while True:
         kern.lower_from_upper_shifted(buf, diag, np.float32(beta))
         with stage(f"Cholesky of beta D_P - P (beta={beta:g})"):
-            _, info = lapack.spotrf(buf.T, lower=0, clean=0, overwrite_a=1)
+            info = cholesky_lower(buf)
         if info == 0:
             break
         if not auto:
