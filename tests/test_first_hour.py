@@ -26,8 +26,10 @@ def records(monkeypatch):
     handler = logging.Handler()
     handler.emit = lambda record: seen.append(record.getMessage())
     monkeypatch.setattr(progress.log, "handlers", [handler])
-    monkeypatch.setattr(progress.log, "level", logging.INFO)
-    return seen
+    level = progress.log.level
+    progress.log.setLevel(logging.INFO)  # setLevel, not the attribute: it clears the logger's cache
+    yield seen
+    progress.log.setLevel(level)
 
 
 def test_a_long_single_call_reports_elapsed_time_while_it_runs(records):

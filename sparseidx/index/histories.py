@@ -151,9 +151,9 @@ def _item_ids(history, q: int) -> np.ndarray:
 
 def _finite_weights(Q: sp.csr_matrix) -> None:
     """Refuse NaN or infinite weights in a histories matrix, naming the first query holding one."""
-    bad = ~np.isfinite(Q.data)
-    if bad.any():
-        at = int(np.flatnonzero(bad)[0])
-        query = int(np.searchsorted(Q.indptr, at, side="right"))
-        raise DataError(f"query {query}: history weight {float(Q.data[at])} is not finite; "
-                        "weights must be finite numbers")
+    if np.isfinite(Q.data).all():
+        return
+    at = int(np.flatnonzero(~np.isfinite(Q.data))[0])
+    query = int(np.searchsorted(Q.indptr, at, side="right"))
+    raise DataError(f"query {query}: history weight {float(Q.data[at])} is not finite; "
+                    "weights must be finite numbers")

@@ -235,22 +235,28 @@ class SparseIndex(HistoryEncoder):
                 bool(exclude_history), scores, ids, stats)
         threads = _threads(threads, n)
         kernel = kernels.search_range if threads == 1 else kernels.search_parallel
-        with contextlib.nullcontext() if kernel in _WARM or kernels.compiled(kernel) else stage(
-                "compiling the query engine (once after an install; cached on disk)"):
-            if threads == 1:
-                empty = kernel(self._scratch(k, int(candidates)), 0, n, 1, *args)
-            else:
-                previous = numba.get_num_threads()
-                numba.set_num_threads(threads)
-                try:
-                    empty = kernel(threads, *args)
-                finally:
-                    numba.set_num_threads(previous)
-        _WARM.add(kernel)
+        if kernel in _WARM:
+            empty = self._run(kernel, threads, k, int(candidates), args)
+        else:
+            with contextlib.nullcontext() if kernels.compiled(kernel) else stage(
+                    "compiling the query engine (once after an install; cached on disk)"):
+                empty = self._run(kernel, threads, k, int(candidates), args)
+            _WARM.add(kernel)
         popular = rows.empty() if empty else np.zeros(n, dtype=bool)
         if empty:
             self._fill_popular(popular, scores, ids, k)
         return SearchResult(scores, ids, popular, stats[0], stats[1], stats[2])
+
+    def _run(self, kernel, threads: int, k: int, candidates: int, args: tuple) -> bool:
+        """Run a search kernel on ``threads`` threads; True when some history was empty."""
+        if threads == 1:
+            return kernel(self._scratch(k, candidates), 0, len(args[0]) - 1, 1, *args)
+        previous = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            return kernel(threads, *args)
+        finally:
+            numba.set_num_threads(previous)
 
     def _scratch(self, k: int, candidates: int):
         """This thread's query buffers for (k, candidates), kept until another pair is asked for."""
