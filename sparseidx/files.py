@@ -90,7 +90,7 @@ def atomic_output(out: str | os.PathLike, kind: OutputKind, overwrite: bool = Fa
     tmp = _temporary(parent, name, kind.directory)
     try:
         yield tmp
-        _sync(tmp)
+        _sync_output(tmp)
         os.chmod(tmp, (0o777 if kind.directory else 0o666) & ~_umask())  # as open() and mkdir() would
         check_output(out, kind, overwrite)  # again: the target may have changed during the work
         if kind.directory and os.path.isdir(out):
@@ -192,19 +192,23 @@ def _remove(path: str) -> None:
 
 
 def _sync(path: str) -> None:
-    """Flush a file, or a directory and the files directly in it, to disk."""
-    paths = [path]
+    """Flush one file or directory entry to disk (not what a directory holds)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_output(path: str) -> None:
+    """Flush a temporary output to disk: the file, or the directory and everything written in it."""
+    _sync(path)
     if os.path.isdir(path):
-        paths += [os.path.join(path, e) for e in os.listdir(path)]
-    for p in paths:
-        if os.path.isdir(p) and p != path:
-            _sync(p)
-            continue
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        for root, dirs, names in os.walk(path):
+            for name in dirs + names:
+                full = os.path.join(root, name)
+                if not os.path.islink(full):
+                    _sync(full)
 
 
 _RENAME_EXCHANGE = 2

@@ -126,3 +126,15 @@ def test_write_text_replaces_a_report_whole(tmp_path, umask_022):
     with pytest.raises(OutputError, match="does not start like a .md report"):
         write_text(str(tmp_path / "notes.md"), "# report")
     assert (tmp_path / "notes.md").read_text() == "my notes"
+
+
+def test_a_write_touches_nothing_else_in_its_directory(tmp_path):
+    """Only the output is flushed: a FIFO, a dangling link or a big tree beside it are not opened."""
+    os.mkfifo(tmp_path / "pipe")
+    os.symlink(tmp_path / "gone", tmp_path / "dangling")
+    (tmp_path / "tree" / "deep").mkdir(parents=True)
+    code = ("from sparseidx.files import write_text\n"
+            f"write_text({str(tmp_path / 'report.md')!r}, '# r')\n")
+    result = subprocess.run([sys.executable, "-c", code], timeout=60, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "report.md").read_text() == "# r"
