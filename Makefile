@@ -36,7 +36,7 @@ test: setup feast-setup
 	SPARSEIDX_FEAST_BIN=$(FEAST_VENV)/bin/feast $(PY) -m pytest -q
 	NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=.numba-boundscheck $(PY) -m pytest -q -p no:cacheprovider tests/test_engine.py
 
-# Every figure of the README's "Measured figures", on examples/amazon-book (about 3.5 hours on 2 cores).
+# Every figure of benchmarks/README.md, on examples/amazon-book (about 3.5 hours on 2 cores).
 reports: bench-setup
 	bash benchmarks/all.sh $(BENCH_VENV) $(DATA)
 

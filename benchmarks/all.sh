@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce every figure of the README's "Measured figures", one benchmark at a time (so that no
+# Reproduce every figure of benchmarks/README.md, one benchmark at a time (so that no
 # two measurements share the cores). Usage: benchmarks/all.sh [VENV] [DATA]  (what `make reports` runs)
 set -euo pipefail
 venv="${1:-.venv-bench}"
