@@ -9,6 +9,7 @@ import click
 import numpy as np
 
 from sparseidx.index.dense import SPARSE_ONLY
+from sparseidx.plain import json_default
 from sparseidx.progress import log
 
 
@@ -87,15 +88,7 @@ def search_kwargs(**options) -> dict:
 
 def echo_json(obj) -> None:
     """Machine output: one JSON document on stdout."""
-    click.echo(json.dumps(obj, indent=2, default=_plain))
-
-
-def _plain(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    click.echo(json.dumps(obj, indent=2, default=json_default))
 
 
 def echo_table(rows: list[dict], columns: list[str] | None = None) -> None:

@@ -57,11 +57,6 @@ class Interactions:
     def nnz(self) -> int:
         return self.X.nnz
 
-    def histories(self) -> list[np.ndarray]:
-        """The items of each user as arrays of internal column indices."""
-        X = self.X
-        return [X.indices[X.indptr[u]: X.indptr[u + 1]] for u in range(X.shape[0])]
-
 
 def load_interactions(path: str | os.PathLike, item_ids: np.ndarray | None = None,
                       user_ids: np.ndarray | None = None, skip_unknown: bool = False,

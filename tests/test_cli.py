@@ -41,16 +41,16 @@ def test_help_and_version():
 def test_query_table_and_json(split):
     res = run("query", split / "idx", "--history", 1, 2, 3, "-k", 5)
     assert res.exit_code == 0, res.output
-    assert res.output.splitlines()[0].split() == ["rank", "item_id", "score"]
+    assert res.stdout.splitlines()[0].split() == ["rank", "item_id", "score"]  # notes go to stderr
     res = run("query", split / "idx", "--history", "1,2,3", "-k", 5, "--json")
-    payload = json.loads(res.output)
+    payload = json.loads(res.stdout)
     ids = [r["item_id"] for r in payload["items"]]
     assert len(ids) == 5 and not {1, 2, 3} & set(ids)
     assert payload["popular"] is False
 
 
 def test_empty_history_is_flagged_popular(split):
-    payload = json.loads(run("query", split / "idx", "--history", "--json").output)
+    payload = json.loads(run("query", split / "idx", "--history", "--json").stdout)
     assert payload["popular"] is True and len(payload["items"]) == 20
 
 
@@ -69,7 +69,7 @@ def test_batch_query_writes_parquet_in_input_order(split, tmp_path):
     table = pq.read_table(out)
     assert table.column_names == ["user_id", "item_ids", "scores", "popular"]
     assert table["user_id"].to_pylist() == list(range(120))
-    single = json.loads(run("query", split / "idx", "--history", *_history(split, 5), "-k", 7, "--json").output)
+    single = json.loads(run("query", split / "idx", "--history", *_history(split, 5), "-k", 7, "--json").stdout)
     assert table["item_ids"][5].as_py() == [r["item_id"] for r in single["items"]]
 
 
@@ -95,7 +95,7 @@ def test_evaluate_json(split):
 
 
 def test_info_and_verify(split, tmp_path):
-    info = json.loads(run("info", split / "idx", "--json").output)
+    info = json.loads(run("info", split / "idx", "--json").stdout)
     assert info["model"] == "chol" and info["params"]["k"] == 10 and info["format_version"] == 1
     assert "params.beta" in run("info", split / "idx").output
     res = run("verify", split / "idx")
@@ -134,7 +134,7 @@ def test_build_from_imported_embeddings(tmp_path, split):
     res = run("build", split / "train.txt", "--embeddings", tmp_path / "emb.npz", "--out", tmp_path / "imp", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["model"] == "imported"
-    payload = json.loads(run("query", tmp_path / "imp", "--history", 3, 4, "--json", "-k", 60).output)
+    payload = json.loads(run("query", tmp_path / "imp", "--history", 3, 4, "--json", "-k", 60).stdout)
     scores = {r["item_id"]: r["score"] for r in payload["items"]}
     u = np.asarray(M[3].toarray() + M[4].toarray()).ravel()
     want = M @ u

@@ -175,14 +175,14 @@ def test_cli_build_query_evaluate_on_a_faiss_index(tmp_path):
     assert res.exit_code == 0, res.output
     res = runner.invoke(cli, ["query", str(out), "--history", "0", "1", "-k", "5", "--ef-search", "32", "--json"])
     assert res.exit_code == 0, res.output
-    answer = json.loads(res.output)
+    answer = json.loads(res.stdout)
     assert len(answer["items"]) == 5 and not {0, 1} & {r["item_id"] for r in answer["items"]}
     res = runner.invoke(cli, ["evaluate", str(out), "--train", str(tmp_path / "train.txt"),
                               "--test", str(tmp_path / "test.txt"), "-k", "10", "--json"])
     assert res.exit_code == 0, res.output
-    assert 0.0 <= json.loads(res.output)["recall@10"] <= 1.0
+    assert 0.0 <= json.loads(res.stdout)["recall@10"] <= 1.0
     res = runner.invoke(cli, ["info", str(out), "--json"])
-    assert json.loads(res.output)["faiss_index"] == "HNSW16,Flat"
+    assert json.loads(res.stdout)["faiss_index"] == "HNSW16,Flat"
     res = runner.invoke(cli, ["query", str(out), "--history", "0", "--budget", "10"])
     assert res.exit_code == 2 and "applies to sparse indexes" in res.output  # a usage error
     res = runner.invoke(cli, ["build", str(tmp_path / "train.txt"), "--model", "chol", "--backend", "faiss",

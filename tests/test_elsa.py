@@ -137,12 +137,12 @@ def test_segments_partition_items_and_rank_for_a_user(tmp_path):
     runner = CliRunner()
     res = runner.invoke(cli, ["segments", str(tmp_path / "c.idx"), "--titles", str(tmp_path / "titles.tsv"), "--json"])
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)
     assert out["n_items"] == 40 and out["segments"][0]["name"].startswith("title ")
     res = runner.invoke(cli, ["query", str(tmp_path / "c.idx"), "--history", "0", "1", "--segments", "2", "-k", "2",
                               "--json"])
     assert res.exit_code == 0, res.output
-    assert len(json.loads(res.output)["segments"]) == 2
+    assert len(json.loads(res.stdout)["segments"]) == 2
     (tmp_path / "bad.tsv").write_text("no tab here\n")
     res = runner.invoke(cli, ["segments", str(tmp_path / "c.idx"), "--titles", str(tmp_path / "bad.tsv")])
     assert res.exit_code == 1 and "line 1" in res.output

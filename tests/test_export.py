@@ -240,7 +240,7 @@ def test_cli_export(tmp_path):
     res = runner.invoke(cli, ["export", str(tmp_path / "idx"), "--to", "parquet", "--out",
                               str(tmp_path / "items.parquet"), "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["items"] == 30
+    assert json.loads(res.stdout)["items"] == 30
     res = runner.invoke(cli, ["export", str(tmp_path / "idx"), "--to", "elasticsearch", "--out",
                               str(tmp_path / "b.ndjson")])
     assert res.exit_code == 1 and "Error:" in res.output and "negative" in res.output

@@ -82,7 +82,7 @@ def test_quiet_silences_the_empty_history_note(small_index):
 
 
 def test_json_gives_history_ids_typed_like_the_returned_ones(small_index):
-    payload = json.loads(run("query", small_index / "idx", "--history", "1,2", 3, "--json").output)
+    payload = json.loads(run("query", small_index / "idx", "--history", "1,2", 3, "--json").stdout)
     assert payload["history"] == [1, 2, 3]
     assert all(isinstance(r["item_id"], int) for r in payload["items"])
 

@@ -320,7 +320,7 @@ def test_k_is_capped_at_the_catalogue_without_allocating_for_the_asked_k(built, 
                                   np.arange(30))).write(dense)
     assert Index.open(dense).search(Q[:, :30], 10_000_000)[1].shape == (4, 30)
     res = run("query", built, "--history", 10, "-k", 10_000_000, "--json")
-    assert res.exit_code == 0 and len(json.loads(res.output)["items"]) == 59
+    assert res.exit_code == 0 and len(json.loads(res.stdout)["items"]) == 59
 
 
 # ---- 5. batch query output ------------------------------------------------------------------

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from ..errors import DataError
 from ..files import OutputKind, atomic_output
+from ..plain import plain
 from ..progress import log
 from .parquet import id_column, id_type, list_column, metadata, parquet_kind
 from .rows import item_parts, progress_batches, sparse_index
@@ -87,11 +88,6 @@ ELASTICSEARCH_FILE = lines_kind("an Elasticsearch NDJSON bulk body", 'a bulk act
                                 _is_elasticsearch)
 
 
-def _plain(value):
-    """A JSON-friendly item id (numpy scalars to Python)."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _item_batches(index):
     return progress_batches(*item_parts(sparse_index(index)), index.item_ids, "items")
 
@@ -118,7 +114,7 @@ def _write_lines(index, out, overwrite, kind, target, line_of_row) -> dict:
         for b in _item_batches(index):
             for r in range(len(b)):
                 dims, weights = b.row(r)
-                fh.write(line_of_row(b.start + r, _plain(b.ids[r]), dims, weights))
+                fh.write(line_of_row(b.start + r, plain(b.ids[r]), dims, weights))
     return {"target": target, "out": out, "items": index.n_items, "bytes": os.path.getsize(out)}
 
 

@@ -39,6 +39,7 @@ import pyarrow as pa
 from .. import __version__
 from ..errors import IndexFormatError, OutputError
 from ..files import OutputKind, atomic_output, check_output, open_regular
+from ..plain import json_default
 
 FORMAT_NAME = "sparseidx"
 FORMAT_VERSION = 1
@@ -181,16 +182,8 @@ def write_index_dir(path: str, tables: dict[str, pa.Table], extra_files: dict[st
         manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created_by": f"sparseidx {__version__}",
                     **manifest, "build_id": build_id, "files": files}
         with open(os.path.join(tmp, MANIFEST), "w") as fh:
-            json.dump(manifest, fh, indent=2, default=_json_default, allow_nan=False)
+            json.dump(manifest, fh, indent=2, default=json_default, allow_nan=False)
             fh.write("\n")
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 # ---- reading ------------------------------------------------------------------------------
