@@ -23,3 +23,4 @@ run "$py" benchmarks/sansa_vs_reference.py --data "$data" --out reports/sansa   
 run "$py" benchmarks/sansa_scale.py --out reports/sansa-scale                        # issue 5, 1M items
 run "$py" benchmarks/export.py reports/foundation/chol-k200.idx --out reports/export --users "$data/train.txt"  # issue 6
 run "$py" benchmarks/elsa.py --data "$data" --out reports/elsa                       # issue 7
+run "$py" benchmarks/replace_soak.py --seconds 30 --out reports/replace-soak > /dev/null        # hardening: readers under a writer
