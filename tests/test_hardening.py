@@ -377,3 +377,11 @@ def test_a_file_target_that_is_a_directory_is_one_line(built, tmp_path):
     (tmp_path / "dir.jsonl").mkdir()
     one_error_line(run("export", built, "--to", "qdrant", "--out", tmp_path / "dir.jsonl", "--overwrite"),
                    "is not a regular file")
+
+
+def test_a_full_disk_under_a_faiss_build_is_one_line(tmp_path, small_disk):
+    write_lines(tmp_path / "data.txt", random_interactions(300, 400, density=0.1))
+    (small_disk / "filler").write_bytes(b"\0" * (100 * 1024))  # room for the Arrow files, not the FAISS one
+    res = run("build", tmp_path / "data.txt", "--model", "puresvd", "--dims", 64, "--out", small_disk / "svd")
+    one_error_line(res, "could not write", "vectors.faiss")
+    assert os.listdir(small_disk) == ["filler"]

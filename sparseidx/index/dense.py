@@ -10,13 +10,12 @@ items remain, popular items for an empty history.
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from ..errors import DataError, IndexFormatError, require
+from ..errors import DataError, IndexFormatError, OutputError, require
 from ..factors import DenseFactors
 from ..openblas import import_pinned
 from . import format as fmt
@@ -96,23 +95,21 @@ class DenseIndex(HistoryEncoder):
     # ---- persistence ----------------------------------------------------------------------
     def write(self, path: str | os.PathLike, overwrite: bool = False) -> None:
         """Write the index directory atomically: FAISS file, encoder and items, manifest with checksums."""
-        faiss = _faiss()
-        path = fmt.check_index_output(path, overwrite)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.faiss-", dir=os.path.dirname(path))
-        os.close(fd)
+        fmt.check_index_output(path, overwrite)
+        n, d = self.encoder.shape
+        encoder = pa.table({"values": pa.FixedSizeListArray.from_arrays(
+            pa.array(np.ascontiguousarray(self.encoder).ravel()), d)})
+        items = {"item_id": pa.array(self.item_ids), "prior": pa.array(self.priors)}
+        if self.popularity is not None:
+            items["popularity"] = pa.array(np.asarray(self.popularity, dtype=np.int64))
+        fmt.write_index_dir(os.fspath(path), {"encoder.arrow": encoder, "items.arrow": pa.table(items)},
+                            {FAISS_FILE: self._write_faiss}, self.manifest, overwrite=overwrite)
+
+    def _write_faiss(self, out: str) -> None:
         try:
-            faiss.write_index(self.index, tmp)
-            n, d = self.encoder.shape
-            encoder = pa.table({"values": pa.FixedSizeListArray.from_arrays(
-                pa.array(np.ascontiguousarray(self.encoder).ravel()), d)})
-            items = {"item_id": pa.array(self.item_ids), "prior": pa.array(self.priors)}
-            if self.popularity is not None:
-                items["popularity"] = pa.array(np.asarray(self.popularity, dtype=np.int64))
-            fmt.write_index_dir(path, {"encoder.arrow": encoder, "items.arrow": pa.table(items)},
-                                {FAISS_FILE: tmp}, self.manifest, overwrite=overwrite)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            _faiss().write_index(self.index, out)
+        except RuntimeError as exc:  # FAISS reports a failed write (a full disk, say) as a C++ exception
+            raise OutputError(f"could not write {out}: {_faiss_message(exc)}") from None
 
     @classmethod
     def open(cls, path: str | os.PathLike, verify: bool = True, files: fmt.IndexFiles | None = None

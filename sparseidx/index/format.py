@@ -32,6 +32,7 @@ import os
 import re
 import time
 import uuid
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -160,12 +161,13 @@ def check_index_output(path: str | os.PathLike, overwrite: bool) -> str:
     return check_output(path, INDEX_DIR, overwrite)
 
 
-def write_index_dir(path: str, tables: dict[str, pa.Table], extra_files: dict[str, str],
+def write_index_dir(path: str, tables: dict[str, pa.Table], writers: dict[str, Callable[[str], None]],
                     manifest: dict, overwrite: bool = False) -> None:
-    """Atomically create or replace index directory ``path`` from Arrow tables and already-written files.
+    """Atomically create or replace index directory ``path`` from Arrow tables and other files.
 
-    ``extra_files`` maps names inside the index to files to move in (e.g. a FAISS
-    index). The manifest gets a new build id and the size and SHA-256 of every file.
+    ``writers`` maps names inside the index to functions that write that file at the
+    path they are given (e.g. a FAISS index). The manifest gets a new build id and the
+    size and SHA-256 of every file.
     """
     build_id = uuid.uuid4().hex
     with atomic_output(path, INDEX_DIR, overwrite) as tmp:
@@ -174,8 +176,8 @@ def write_index_dir(path: str, tables: dict[str, pa.Table], extra_files: dict[st
                 **{k: manifest[k] for k in ("backend", "model", "n_items", "n_dims") if k in manifest}}
         for name, table in tables.items():
             write_table(os.path.join(tmp, name), table, meta)
-        for name, src in extra_files.items():
-            os.replace(src, os.path.join(tmp, name))
+        for name, write in writers.items():
+            write(os.path.join(tmp, name))
         for name in sorted(os.listdir(tmp)):
             full = os.path.join(tmp, name)
             files[name] = {"bytes": os.path.getsize(full), "sha256": sha256_file(full)}
