@@ -10,7 +10,7 @@ import click
 
 from sparseidx.data import load_interactions, popularity
 from sparseidx.errors import DataError
-from sparseidx.factors import DenseFactors, load_embeddings
+from sparseidx.factors import load_embeddings
 from sparseidx.index import Index
 from sparseidx.index.dense import DenseIndex, check_factory
 from sparseidx.index.format import check_index_output
@@ -65,7 +65,8 @@ def _beta(value: str):
               help="Cholesky: non-zeros kept per embedding row [default: 200].")
 @click.option("--order", type=click.Choice(ORDERS), default=None,
               help="Cholesky: item order, which decides which rows can hold many non-zeros [default: popularity].")
-@click.option("--dims", type=click.IntRange(min=1), default=None, help="Dense/ELSA models: embedding dimensions [default: 256; 1024 for celsa].")
+@click.option("--dims", type=click.IntRange(min=1), default=None,
+              help="Dense/ELSA models: embedding dimensions [default: 256; 1024 for celsa].")
 @click.option("--factorizer", type=click.Choice(["auto", "cholmod", "icf"]), default=None,
               help="SANSA: exact CHOLMOD factor or incomplete Cholesky [default: auto, from the predicted "
                    "factor size].")
@@ -104,25 +105,23 @@ def build(interactions, out, model, embeddings, backend, faiss_index, postings_p
     check_index_output(out, overwrite)  # every check that can run before the work runs now
     if embeddings:
         factors = _import(interactions, embeddings)
+        backend = backend or "sparse"  # imported embeddings are sparse
+        _check_backend("the imported embeddings", False, backend, faiss_index, postings_per_dim, min_weight,
+                       factors.n_dims)
     else:
         if not interactions:
             raise click.UsageError("give INTERACTIONS to train from, or --embeddings FILE to import")
         kwargs = _model_kwargs(model, model_options)
-        _check_backend(model, backend or ("faiss" if model in DENSE_MODELS else "sparse"), faiss_index,
-                       postings_per_dim, min_weight, kwargs)
+        dense = model in DENSE_MODELS
+        backend = backend or ("faiss" if dense else "sparse")
+        dims = kwargs.get("dims") or (inspect.signature(fitter(model)).parameters["dims"].default if dense else None)
+        _check_backend(f"--model {model}", dense, backend, faiss_index, postings_per_dim, min_weight, dims)
         inter = load_interactions(interactions)
         info(f"read {inter.nnz:,} interactions of {inter.n_users:,} users on {inter.n_items:,} items")
         factors = fit(model, inter, **kwargs)
-    dense = isinstance(factors, DenseFactors)
-    backend = backend or ("faiss" if dense else "sparse")
     if backend == "faiss":
-        if postings_per_dim or min_weight is not None:
-            raise click.UsageError("--postings-per-dim and --min-weight apply to the sparse backend only")
-
         index = DenseIndex.build(factors, faiss_index=faiss_index)
     else:
-        if dense:
-            raise click.UsageError(f"model {factors.model!r} gives dense embeddings: use --backend faiss")
         index = Index.build(factors, postings_per_dim=postings_per_dim, min_weight=min_weight)
     index.manifest["build_seconds"] = round(time.perf_counter() - start, 3)
     index.write(out, overwrite=overwrite)
@@ -135,18 +134,16 @@ def build(interactions, out, model, embeddings, backend, faiss_index, postings_p
              f"in {summary['seconds']:.1f} s")
 
 
-def _check_backend(model, backend, faiss_index, postings_per_dim, min_weight, kwargs) -> None:
-    """Refuse a model/backend combination, or a FAISS factory string, that would fail after training."""
-    dense = model in DENSE_MODELS
+def _check_backend(what, dense, backend, faiss_index, postings_per_dim, min_weight, dims) -> None:
+    """Refuse a model/backend combination, or a FAISS factory string, that would fail after the work."""
     if backend == "faiss" and not dense:
-        raise click.UsageError(f"--model {model} gives sparse embeddings, served by the sparse backend; "
+        raise click.UsageError(f"{what} gives sparse embeddings, served by the sparse backend; "
                                f"--backend faiss takes the dense models ({', '.join(DENSE_MODELS)})")
     if backend == "sparse" and dense:
-        raise click.UsageError(f"--model {model} gives dense embeddings: use --backend faiss")
+        raise click.UsageError(f"{what} gives dense embeddings: use --backend faiss")
     if backend == "faiss" and (postings_per_dim or min_weight is not None):
         raise click.UsageError("--postings-per-dim and --min-weight apply to the sparse backend only")
     if backend == "faiss":
-        dims = kwargs.get("dims") or inspect.signature(fitter(model)).parameters["dims"].default
         check_factory(faiss_index, dims)
 
 

@@ -25,7 +25,6 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
-
 def search_options(f):
     """The query-time knobs every searching command accepts."""
     options = [

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sparseidx.batch import RESULTS_FILE, recommend_file
-from sparseidx.files import check_output
+from sparseidx.batch import recommend_file
 from sparseidx.index import Index
 
 from .common import IndexPath, check_backend_options, echo_json, echo_table, info, search_kwargs, search_options
@@ -50,8 +49,6 @@ def query(index, items, history, users, out, overwrite, k, skip_unknown, n_segme
         raise click.UsageError("--users needs --out RESULTS.parquet")
     if out and not users:
         raise click.UsageError("--out applies to a batch (--users FILE)")
-    if users:
-        check_output(out, RESULTS_FILE, overwrite)
     idx = Index.open(index)
     options = search_kwargs(**search)
     check_backend_options(idx, options)

@@ -22,7 +22,6 @@ import re
 import secrets
 import shutil
 import socket
-import stat
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -87,8 +86,9 @@ def atomic_output(out: str | os.PathLike, kind: OutputKind, overwrite: bool = Fa
     """
     out = check_output(out, kind, overwrite)
     parent, name = os.path.split(out)
-    tmp = _temporary(parent, name, kind.directory)
+    tmp = None
     try:
+        tmp = _temporary(parent, name, kind.directory)
         yield tmp
         _sync_output(tmp)
         os.chmod(tmp, (0o777 if kind.directory else 0o666) & ~_umask())  # as open() and mkdir() would
@@ -100,8 +100,9 @@ def atomic_output(out: str | os.PathLike, kind: OutputKind, overwrite: bool = Fa
             os.rename(tmp, out)
         _sync(parent)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            _remove(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                _remove(tmp)
         if isinstance(exc, OSError) and exc.errno in _WRITE_ERRORS:
             raise OutputError(f"could not write {out}: {exc.strerror}; {_WRITE_ERRORS[exc.errno]}") from None
         raise
@@ -129,33 +130,12 @@ def remove_stale(parent: str, name: str) -> list[str]:
     return removed
 
 
-def open_regular(dir_fd: int, name: str, where: str) -> int:
-    """A read-only descriptor of the regular file ``name`` inside the directory ``dir_fd`` (links not followed)."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(name, flags, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise OutputError(f"{where}: {name} is a symbolic link; index files must be regular files") from None
-        raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OutputError(f"{where}: {name} is not a regular file")
-    return fd
-
-
 def _temporary(parent: str, name: str, directory: bool) -> str:
     path = os.path.join(parent, f".{name}.tmp-{_host()}-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        if directory:
-            os.mkdir(path, 0o700)
-        else:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except OSError as exc:
-        if exc.errno in _WRITE_ERRORS:
-            raise OutputError(f"could not write {os.path.join(parent, name)}: {exc.strerror} in {parent}; "
-                              f"{_WRITE_ERRORS[exc.errno]}") from None
-        raise
+    if directory:
+        os.mkdir(path, 0o700)
+    else:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     return path
 
 

@@ -252,7 +252,8 @@ def plot(rows: list[dict], out: str, k: int, thread_counts: list[int]) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        log.warning("Warning: matplotlib is not installed; skipping plots (from sparseidx's clone: pip install -e '.[plot]', or make bench-setup)")
+        log.warning("Warning: matplotlib is not installed; skipping plots (from sparseidx's clone: "
+                    "pip install -e '.[plot]', or make bench-setup)")
         return
     panels = [("single thread (1 / mean latency)", lambda r: 1e6 / r["mean_us"], "latency.png")]
     panels += [(f"batch, {t} thread(s)", (lambda t: lambda r: r[f"qps_{t}t"])(t), f"batch_{t}t.png")

@@ -140,8 +140,7 @@ class DenseIndex(HistoryEncoder):
             raise IndexFormatError(f"{path}: index files do not have the expected columns: {exc}") from None
         if flat.dtype != np.float32 or flat.size != n * d or index.ntotal != n or index.d != d:
             raise IndexFormatError(f"{path}: index files disagree with the manifest's counts ({n} items, {d} dims)")
-        if not (np.isfinite(flat).all() and np.isfinite(priors).all()):
-            raise IndexFormatError(f"{path}: holds NaN or infinite weights; rebuild the index")
+        fmt.check_finite(path, {"encoder.arrow": flat, "items.arrow": priors})
         return cls(index, flat.reshape(n, d), priors, item_ids, popularity, manifest)
 
     # ---- querying -------------------------------------------------------------------------
@@ -165,8 +164,9 @@ class DenseIndex(HistoryEncoder):
         if unknown:
             raise TypeError(f"unexpected search option(s): {', '.join(unknown)}")
         if given:
-            raise DataError(f"{', '.join('--' + g.replace('_', '-') for g in given)} appl{'ies' if len(given) == 1 else 'y'} "
-                            f"to sparse indexes; this index is FAISS {self.spec!r} (use --ef-search / --nprobe)")
+            names = ", ".join("--" + g.replace("_", "-") for g in given)
+            raise DataError(f"{names} appl{'ies' if len(given) == 1 else 'y'} to sparse indexes; "
+                            f"this index is FAISS {self.spec!r} (use --ef-search / --nprobe)")
         k = check_k(k, self.n_items)
         params = self._params(ef_search, nprobe)
         Q = self.histories_matrix(histories, skip_unknown=skip_unknown)

@@ -25,11 +25,13 @@ build id, and the arrays are checked against the counts before any kernel reads 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import mmap
 import os
 import re
+import stat
 import time
 import uuid
 from typing import Callable
@@ -38,8 +40,8 @@ import numpy as np
 import pyarrow as pa
 
 from .. import __version__
-from ..errors import IndexFormatError, OutputError
-from ..files import OutputKind, atomic_output, check_output, open_regular
+from ..errors import IndexFormatError
+from ..files import OutputKind, atomic_output, check_output
 from ..plain import json_default
 
 FORMAT_NAME = "sparseidx"
@@ -85,13 +87,18 @@ def _list_parts(column: pa.ChunkedArray, dtype, path: str, name: str) -> tuple[n
     return offsets, values
 
 
-def column(table: pa.Table, name: str, dtype, rows: int, path: str) -> np.ndarray:
-    """A numpy view of a non-null numeric column of ``rows`` values of ``dtype``."""
+def _whole(table: pa.Table, name: str, rows: int, path: str) -> pa.ChunkedArray:
+    """Column ``name``, refused unless it holds ``rows`` values and no null."""
     col = table[name]
     if col.null_count or len(col) != rows:
         raise IndexFormatError(f"{path}: column {name!r} has {len(col)} values ({col.null_count} null); "
                                f"expected {rows}")
-    values = col.to_numpy()
+    return col
+
+
+def column(table: pa.Table, name: str, dtype, rows: int, path: str) -> np.ndarray:
+    """A numpy view of a non-null numeric column of ``rows`` values of ``dtype``."""
+    values = _whole(table, name, rows, path).to_numpy()
     if values.dtype != dtype:
         raise IndexFormatError(f"{path}: column {name!r} holds {values.dtype}, not {np.dtype(dtype)}")
     return values
@@ -99,11 +106,9 @@ def column(table: pa.Table, name: str, dtype, rows: int, path: str) -> np.ndarra
 
 def id_column(table: pa.Table, rows: int, path: str) -> np.ndarray:
     """The item ids: ``rows`` non-null int64 or string values."""
-    col = table["item_id"]
+    col = _whole(table, "item_id", rows, path)
     if not (pa.types.is_int64(col.type) or pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
         raise IndexFormatError(f"{path}: item ids are {col.type}, not int64 or string")
-    if col.null_count or len(col) != rows:
-        raise IndexFormatError(f"{path}: {len(col)} item ids ({col.null_count} null); expected {rows}")
     return col.to_numpy()
 
 
@@ -112,6 +117,13 @@ def check_ids(path: str, name: str, ids: np.ndarray, bound: int) -> None:
     if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= bound):
         raise IndexFormatError(f"{path}/{name}: ids outside 0..{bound - 1}; the file does not belong to this "
                                "index: rebuild it with 'sparseidx build'")
+
+
+def check_finite(path: str, arrays: dict[str, np.ndarray]) -> None:
+    """Raise IndexFormatError unless the weights of every named file are finite."""
+    for name, values in arrays.items():
+        if not np.isfinite(values).all():
+            raise IndexFormatError(f"{path}/{name}: holds NaN or infinite weights; rebuild the index")
 
 
 def sha256_file(path: str, chunk: int = 1 << 22) -> str:
@@ -281,7 +293,8 @@ def open_files(path: str | os.PathLike) -> IndexFiles:
             if _being_replaced(path):
                 time.sleep(0.001)
                 continue
-            raise IndexFormatError(f"{path}: not an index directory: it does not exist (build one with 'sparseidx build')") from None
+            raise IndexFormatError(f"{path}: not an index directory: it does not exist "
+                                   "(build one with 'sparseidx build')") from None
         except NotADirectoryError:
             raise IndexFormatError(f"{path}: not an index directory (build one with 'sparseidx build')") from None
         except PermissionError:
@@ -319,10 +332,18 @@ def read_manifest(path: str | os.PathLike) -> dict:
 
 
 def _open_member(dir_fd: int, name: str, path: str) -> int:
+    """A read-only descriptor of the regular file ``name`` inside the directory ``dir_fd`` (links not followed)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
-        return open_regular(dir_fd, name, path)
-    except OutputError as exc:
-        raise IndexFormatError(str(exc)) from None
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise IndexFormatError(f"{path}: {name} is a symbolic link; index files must be regular files") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IndexFormatError(f"{path}: {name} is not a regular file")
+    return fd
 
 
 def _load_manifest(path: str, where) -> dict:

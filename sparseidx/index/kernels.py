@@ -48,13 +48,13 @@ U_MANTISSA_SHIFT = np.uint32(23 - RADIX_BITS)
 U_RADIX_MASK = np.uint32((1 << RADIX_BITS) - 1)
 
 
-
 def compiled(kernel) -> bool:
     """Whether a numba kernel is compiled in this process or cached on disk (False: its first call compiles)."""
     if kernel.signatures:
         return True
     index = getattr(getattr(getattr(kernel, "_cache", None), "_cache_file", None), "_index_path", None)
     return index is None or os.path.exists(index)
+
 
 @nb.njit(cache=True, inline="always")
 def _better(s1, i1, s2, i2):

@@ -172,13 +172,12 @@ class SparseIndex(HistoryEncoder):
         except KeyError as exc:
             raise IndexFormatError(f"{path}: index files do not have the expected columns: {exc}") from None
         fmt.check_ids(path, "postings.arrow", v_items, n)
-        for name, dims in (("encoder.arrow", e_dims), ("forward.arrow", None if forward is None else forward[1])):
-            if dims is not None:
-                fmt.check_ids(path, name, dims, d)
-        for name, values in (("postings.arrow", v_weights), ("encoder.arrow", e_weights), ("items.arrow", priors),
-                             ("forward.arrow", None if forward is None else forward[2])):
-            if values is not None and not np.isfinite(values).all():
-                raise IndexFormatError(f"{path}/{name}: holds NaN or infinite weights; rebuild the index")
+        fmt.check_ids(path, "encoder.arrow", e_dims, d)
+        weights = {"postings.arrow": v_weights, "encoder.arrow": e_weights, "items.arrow": priors}
+        if forward is not None:
+            fmt.check_ids(path, "forward.arrow", forward[1], d)
+            weights["forward.arrow"] = forward[2]
+        fmt.check_finite(path, weights)
         tables = (postings, encoder, items) + (() if rows is None else (rows,))
         return cls(v_indptr, v_items, v_weights, max_abs, e_indptr, e_dims, e_weights, priors, item_ids,
                    popularity, manifest, forward=forward, tables=tables)
