@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from sparseidx import Factors
+
 
 def random_interactions(n_users=80, n_items=40, density=0.12, seed=0) -> sp.csr_matrix:
     """A binary users x items matrix where every item has at least one user."""
@@ -22,7 +24,6 @@ def write_lines(path, X: sp.csr_matrix, user_ids=None, item_ids=None) -> None:
         for u in range(X.shape[0]):
             items = item_ids[X.indices[X.indptr[u]: X.indptr[u + 1]]]
             fh.write(" ".join(str(t) for t in [user_ids[u], *items]) + "\n")
-
 
 
 def dense_ease(X: sp.csr_matrix, l2: float) -> np.ndarray:
@@ -47,3 +48,28 @@ def brute_force_topk(scores: np.ndarray, exclude: sp.csr_matrix | None, k: int):
         ids.append(np.pad(order, (0, k - len(order)), constant_values=-1))
         vals.append(np.pad(row[order], (0, k - len(order)), constant_values=-np.inf))
     return np.array(vals), np.array(ids)
+
+
+def random_factors(seed, n_items, n_dims, density, zero_priors=False, popularity=True) -> Factors:
+    """Random signed E and V, priors in [0.2, 2] (some 0 with ``zero_priors``), item ids 0, 10, 20, ..."""
+    rng = np.random.default_rng(seed)
+    E = sp.random(n_items, n_dims, density=density, random_state=rng, format="csr",
+                  data_rvs=lambda n: rng.normal(size=n))
+    V = sp.random(n_items, n_dims, density=density, random_state=rng, format="csr",
+                  data_rvs=lambda n: rng.normal(size=n))
+    priors = rng.uniform(0.2, 2.0, n_items)
+    if zero_priors:
+        priors[rng.random(n_items) < 0.3] = 0.0
+    pop = rng.integers(0, 100, n_items) if popularity else None
+    return Factors(encoder=E, embeddings=V, priors=priors, item_ids=np.arange(n_items) * 10, popularity=pop)
+
+
+def random_histories(seed, n_queries, n_items, max_len) -> sp.csr_matrix:
+    """Binary histories of 1..max_len distinct items each."""
+    rng = np.random.default_rng(seed + 1)
+    rows = []
+    for _ in range(n_queries):
+        rows.append(rng.choice(n_items, size=rng.integers(1, max_len + 1), replace=False))
+    indptr = np.cumsum([0] + [len(r) for r in rows])
+    return sp.csr_matrix((np.ones(indptr[-1], dtype=np.float32), np.concatenate(rows), indptr),
+                         shape=(n_queries, n_items))

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
 from helpers import brute_force_topk, random_interactions, write_lines
-from test_engine import random_histories
+from helpers import random_histories
 
 from sparseidx import Index
 from sparseidx.errors import DataError, IndexFormatError

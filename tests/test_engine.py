@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from helpers import brute_force_topk
+from helpers import brute_force_topk, random_factors, random_histories
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,29 +13,6 @@ from sparseidx.index import kernels
 
 TOL = 1e-4
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def random_factors(seed, n_items, n_dims, density, zero_priors=False, popularity=True):
-    rng = np.random.default_rng(seed)
-    E = sp.random(n_items, n_dims, density=density, random_state=rng, format="csr",
-                  data_rvs=lambda n: rng.normal(size=n))
-    V = sp.random(n_items, n_dims, density=density, random_state=rng, format="csr",
-                  data_rvs=lambda n: rng.normal(size=n))
-    priors = rng.uniform(0.2, 2.0, n_items)
-    if zero_priors:
-        priors[rng.random(n_items) < 0.3] = 0.0
-    pop = rng.integers(0, 100, n_items) if popularity else None
-    return Factors(encoder=E, embeddings=V, priors=priors, item_ids=np.arange(n_items) * 10, popularity=pop)
-
-
-def random_histories(seed, n_queries, n_items, max_len):
-    rng = np.random.default_rng(seed + 1)
-    rows = []
-    for _ in range(n_queries):
-        rows.append(rng.choice(n_items, size=rng.integers(1, max_len + 1), replace=False))
-    indptr = np.cumsum([0] + [len(r) for r in rows])
-    return sp.csr_matrix((np.ones(indptr[-1], dtype=np.float32), np.concatenate(rows), indptr),
-                         shape=(n_queries, n_items))
 
 
 def assert_same_answers(scores, ids, ref_scores, ref_ids, all_scores, Q):

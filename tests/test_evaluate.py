@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from helpers import brute_force_topk, random_interactions, write_lines
-from test_engine import random_factors
+from helpers import random_factors
 
 from sparseidx import Index, evaluate
 from sparseidx.errors import DataError

@@ -13,7 +13,7 @@ import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
 from helpers import random_interactions, write_lines
-from test_engine import random_factors, random_histories
+from helpers import random_factors, random_histories
 
 from sparseidx import Factors, Index
 from sparseidx.errors import DataError, OutputError

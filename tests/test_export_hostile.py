@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from helpers import write_lines
-from test_engine import random_factors, random_histories
+from helpers import random_factors, random_histories
 
 from sparseidx import Factors, Index
 from sparseidx.errors import DataError, OutputError

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pyarrow as pa
 import pytest
-from test_engine import random_factors, random_histories
+from helpers import random_factors, random_histories
 
 from sparseidx import Index, SparseIndex
 from sparseidx.errors import IndexFormatError, OutputError

@@ -9,7 +9,7 @@ import pyarrow as pa
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_engine import random_factors, random_histories
+from helpers import random_factors, random_histories
 
 from sparseidx import Index
 from sparseidx.data import load_interactions

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers import random_interactions, write_lines
-from test_engine import random_factors, random_histories
+from helpers import random_factors, random_histories
 
 from sparseidx import Index
 from sparseidx.errors import IndexFormatError, OutputError
@@ -97,7 +97,7 @@ def test_an_empty_directory_may_receive_an_index(tmp_path):
 CRASH_AFTER_EXCHANGE = """
 import os, sys
 sys.path.insert(0, {tests!r})
-from test_engine import random_factors
+from helpers import random_factors
 from sparseidx import Index
 from sparseidx import files
 def crash(path):
@@ -109,7 +109,7 @@ Index.build(random_factors(3, 45, 12, 0.2)).write({path!r}, overwrite=True)
 CRASH_WHILE_WRITING = """
 import os, sys
 sys.path.insert(0, {tests!r})
-from test_engine import random_factors
+from helpers import random_factors
 from sparseidx import Index
 from sparseidx.index import format as fmt
 def crash(*args):

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import scipy.sparse as sp
 from helpers import random_interactions
-from test_engine import random_factors
+from helpers import random_factors
 
 from sparseidx import Index
 from sparseidx.data import load_interactions, lookup_ids
