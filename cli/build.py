@@ -2,95 +2,122 @@
 
 from __future__ import annotations
 
-import inspect
-import math
+import os
 import time
+from collections import Counter
 
 import click
 
 from sparseidx.data import load_interactions, popularity
 from sparseidx.errors import DataError
-from sparseidx.factors import load_embeddings
+from sparseidx.embeddings import load_embeddings
 from sparseidx.index import Index
-from sparseidx.index.dense import DenseIndex, check_factory
+from sparseidx.index.calibrate import calibrate
+from sparseidx.index.dense import check_factory
 from sparseidx.index.format import check_index_output
-from sparseidx.models import FITTERS, fit, fitter
-from sparseidx.models.cholesky import ORDERS
+from sparseidx.models import MODELS, model
+from sparseidx.models.params import OneOf, Param, ParamError
 
 from .common import FiniteFloat, echo_json, info
 
-DENSE_MODELS = ("puresvd", "chol-lowrank", "elsa")
 
-# which command-line options each model takes (names of fit_* keyword arguments)
-MODEL_PARAMS = {
-    "chol": ("l2", "beta", "k", "order"),
-    "sansa": ("l2", "factorizer", "density", "nnz_per_item", "scans", "finetune_steps"),
-    "puresvd": ("dims", "seed"),
-    "chol-lowrank": ("dims", "l2", "seed"),
-    "elsa": ("dims", "epochs", "batch_size", "lr", "seed"),
-    "celsa": ("dims", "nnz_per_item", "epochs", "batch_size", "lr", "schedule", "rewind", "seed"),
-}
+def _declared() -> dict[str, list[tuple[str, Param]]]:
+    """{parameter name: [(model name, declaration)]} over the command-line parameters of every model."""
+    declared: dict[str, list[tuple[str, Param]]] = {}
+    for cls in MODELS.values():
+        for param in cls.params:
+            if param.cli:
+                declared.setdefault(param.name, []).append((cls.name, param))
+    return declared
 
 
-def _beta(value: str):
-    if value == "auto":
-        return value
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number):
-        raise click.BadParameter(f"{value!r} is neither 'auto' nor a finite number", param_hint="--beta")
-    return number
+DECLARED = _declared()
+DENSE_MODELS = [name for name, cls in MODELS.items() if cls.dense]
+
+
+class ParamText(click.ParamType):
+    """Parses a model parameter's text by its declared type; the model's declaration then checks the value."""
+
+    def __init__(self, param: Param):
+        self.param = param
+        self.name = param.type.__name__
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str) or value in self.param.also:
+            return value
+        try:
+            return self.param.type(value)
+        except ValueError:
+            self.fail(f"{value!r} is not {self.param.allowed(none=False)}", param, ctx)
+
+
+def _show(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _help(declared: list[tuple[str, Param]]) -> str:
+    """Which models take the parameter, what it is, what it allows and its defaults, from the declarations."""
+    first = declared[0][1]
+    if len({p.help for _, p in declared}) == 1:
+        text = f"{', '.join(name for name, _ in declared)}: {first.help}"
+    else:
+        text = "; ".join(f"{name}: {p.help}" for name, p in declared)
+    if first.constraint is not None and not isinstance(first.constraint, OneOf):
+        text += "; " + " or ".join([str(first.constraint), *(repr(v) for v in first.also if v is not None)])
+    if first.type is bool:
+        return text
+    common = Counter(p.default for _, p in declared).most_common(1)[0][0]  # shown bare, the others by model
+    shown = [] if common is None else [_show(common)]
+    shown += [f"{_show(p.default)} for {name}" for name, p in declared if p.default not in (None, common)]
+    return text + (f" [default: {'; '.join(shown)}]" if shown else "")
+
+
+def model_options(f):
+    """One option per model parameter (--l2, --k, --dims, ...), built from the models' declarations."""
+    for name, declared in reversed(DECLARED.items()):
+        param = declared[0][1]
+        flag = "--" + name.replace("_", "-")
+        if param.type is bool:
+            f = click.option(flag, name, is_flag=True, default=None, help=_help(declared))(f)
+        else:
+            metavar = f"[{'|'.join(param.constraint.choices)}]" if isinstance(param.constraint, OneOf) else None
+            f = click.option(flag, name, type=ParamText(param), default=None, metavar=metavar,
+                             help=_help(declared))(f)
+    return f
 
 
 @click.command()
-@click.argument("interactions", required=False, type=click.Path(dir_okay=False))
+@click.argument("interactions", required=False, type=click.Path())
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Index directory to write.")
-@click.option("--model", type=click.Choice(list(FITTERS)), default="chol", show_default=True,
+@click.option("--model", "model_name", type=click.Choice(list(MODELS)), default="chol", show_default=True,
               help="Embedding model to train from INTERACTIONS.")
 @click.option("--embeddings", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Import embeddings instead of training: .npz (scipy sparse matrix, or encoder/embeddings "
                    "arrays) or a canonical Parquet export.")
 @click.option("--backend", type=click.Choice(["sparse", "faiss"]), default=None,
-              help="Index backend [default: faiss for dense models (puresvd, chol-lowrank, elsa), else sparse].")
+              help=f"Index backend [default: faiss for dense models ({', '.join(DENSE_MODELS)}), else sparse].")
 @click.option("--faiss-index", default="Flat", show_default=True,
               help="FAISS factory string for --backend faiss, e.g. 'Flat', 'HNSW32,Flat', 'IVF1024,Flat'.")
-@click.option("--l2", type=FiniteFloat(min=0, min_open=True), default=None,
-              help="L2 regularisation lambda [default: 200 for chol, 20 for sansa].")
-@click.option("--beta", default=None,
-              help="Cholesky: beta > 1 for beta*D_P - P, or 'auto' (start at 2, raise until positive definite) "
-                   "[default: auto].")
-@click.option("--k", "k", type=click.IntRange(min=1), default=None,
-              help="Cholesky: non-zeros kept per embedding row [default: 200].")
-@click.option("--order", type=click.Choice(ORDERS), default=None,
-              help="Cholesky: item order, which decides which rows can hold many non-zeros [default: popularity].")
-@click.option("--dims", type=click.IntRange(min=1), default=None,
-              help="Dense/ELSA models: embedding dimensions [default: 256; 1024 for celsa].")
-@click.option("--factorizer", type=click.Choice(["auto", "cholmod", "icf"]), default=None,
-              help="SANSA: exact CHOLMOD factor or incomplete Cholesky [default: auto, from the predicted "
-                   "factor size].")
-@click.option("--density", type=FiniteFloat(min=0, min_open=True), default=None,
-              help="SANSA: target density of the factor and its inverse (fraction of N^2) [default: 5e-4].")
-@click.option("--nnz-per-item", type=click.IntRange(min=1), default=None,
-              help="SANSA / Compressed ELSA: non-zeros per item (instead of --density).")
-@click.option("--scans", type=click.IntRange(min=0), default=None, help="SANSA: UMR scans.")
-@click.option("--finetune-steps", type=click.IntRange(min=0), default=None, help="SANSA: UMR finetune steps.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="ELSA: training epochs.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="ELSA: users per batch.")
-@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=None, help="ELSA: learning rate.")
-@click.option("--schedule", type=click.Choice(["exponential", "linear", "step"]), default=None,
-              help="Compressed ELSA: how non-zeros per item decrease during training.")
-@click.option("--rewind", is_flag=True, default=None, help="Compressed ELSA: rewind surviving weights each stage.")
-@click.option("--seed", type=int, default=None, help="Random seed of the models that use one.")
+@model_options
 @click.option("--postings-per-dim", type=click.IntRange(min=1), default=None,
               help="Static pruning: keep the largest-|weight| postings of each dimension.")
 @click.option("--min-weight", type=FiniteFloat(min=0), default=None,
               help="Static pruning: drop postings with |weight| below this global threshold.")
+@click.option("--target-recall", type=FiniteFloat(0, 1, min_open=True), default=None,
+              help="Calibrate the fastest query setting whose recall@k against exact search reaches this, on a "
+                   "sample of INTERACTIONS' histories; it becomes the index's default operating point.")
+@click.option("--target-k", type=click.IntRange(min=1), default=20, show_default=True,
+              help="The k of --target-recall.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists (atomically).")
+@click.option("--binarize", is_flag=True,
+              help="Count every (user, item) pair of INTERACTIONS as 1. Without it a weight/rating/value column "
+                   "is used as given (repeated pairs summed); the papers' models assume 0/1 data.")
+@click.option("--scheduler", default=None, metavar="local:N|tcp://HOST:PORT",
+              help="Form X^T X on Dask workers from INTERACTIONS, a file or a directory of files (model chol; "
+                   "needs sparseidx[dask]; see docs/distributed.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print a build summary as JSON.")
-def build(interactions, out, model, embeddings, backend, faiss_index, postings_per_dim, min_weight, overwrite,
-          as_json, **model_options):
+def build(interactions, out, model_name, embeddings, backend, faiss_index, postings_per_dim, min_weight,
+          target_recall, target_k, overwrite, binarize, scheduler, as_json, **params):
     """Train item embeddings from INTERACTIONS and write an index to --out.
 
     \b
@@ -100,38 +127,76 @@ def build(interactions, out, model, embeddings, backend, faiss_index, postings_p
       sparseidx build train.txt --model sansa --density 5e-4 --out sansa.idx
       sparseidx build train.txt --model puresvd --dims 256 --faiss-index HNSW32,Flat --out svd.idx
       sparseidx build --embeddings emb.npz --out imported.idx
+      sparseidx build interactions/ --scheduler local:2 --out book.idx
+      sparseidx build train.txt --model chol --target-recall 0.99 --out book.idx
     """
     start = time.perf_counter()
     check_index_output(out, overwrite)  # every check that can run before the work runs now
+    _check_dataset(interactions, embeddings, scheduler, model_name, target_recall)
+    if target_recall is not None and not interactions:
+        raise click.UsageError("--target-recall calibrates on the histories of INTERACTIONS; give them")
+    inter = None
     if embeddings:
-        factors = _import(interactions, embeddings)
+        factors, inter = _import(interactions, embeddings)
         backend = backend or "sparse"  # imported embeddings are sparse
         _check_backend("the imported embeddings", False, backend, faiss_index, postings_per_dim, min_weight,
                        factors.n_dims)
     else:
         if not interactions:
             raise click.UsageError("give INTERACTIONS to train from, or --embeddings FILE to import")
-        kwargs = _model_kwargs(model, model_options)
-        dense = model in DENSE_MODELS
+        estimator = _model(model_name, params)
+        dense = estimator.dense
         backend = backend or ("faiss" if dense else "sparse")
-        dims = kwargs.get("dims") or (inspect.signature(fitter(model)).parameters["dims"].default if dense else None)
-        _check_backend(f"--model {model}", dense, backend, faiss_index, postings_per_dim, min_weight, dims)
-        inter = load_interactions(interactions)
-        info(f"read {inter.nnz:,} interactions of {inter.n_users:,} users on {inter.n_items:,} items")
-        factors = fit(model, inter, **kwargs)
-    if backend == "faiss":
-        index = DenseIndex.build(factors, faiss_index=faiss_index)
-    else:
-        index = Index.build(factors, postings_per_dim=postings_per_dim, min_weight=min_weight)
+        _check_backend(f"--model {model_name}", dense, backend, faiss_index, postings_per_dim, min_weight,
+                       estimator.dims if dense else None)
+        if scheduler and binarize:
+            raise click.UsageError("--binarize applies to training on one machine; --scheduler workers read "
+                                   "weights as given")
+        if scheduler:
+            factors = _fit_distributed(estimator, interactions, scheduler)
+        else:
+            inter = load_interactions(interactions, binarize=binarize)
+            info(f"read {inter.nnz:,} interactions of {inter.n_users:,} users on {inter.n_items:,} items")
+            factors = estimator.fit(inter).factors_
+    options = {"faiss_index": faiss_index} if backend == "faiss" else {"postings_per_dim": postings_per_dim,
+                                                                        "min_weight": min_weight}
+    index = Index.build(factors, backend=backend, **options)
+    if target_recall is not None:
+        index.manifest["operating_point"] = calibrate(index, inter.X, target_recall, target_k)
     index.manifest["build_seconds"] = round(time.perf_counter() - start, 3)
     index.write(out, overwrite=overwrite)
     summary = {"index": out, "model": factors.model, "backend": backend, "n_items": factors.n_items,
-               "n_dims": factors.n_dims, "params": factors.params, "seconds": index.manifest["build_seconds"]}
+               "n_dims": factors.n_dims, "params": factors.params, "seconds": index.manifest["build_seconds"],
+               "operating_point": index.manifest.get("operating_point")}
     if as_json:
         echo_json(summary)
     else:
         info(f"wrote {out}: {factors.model} model ({backend}), {factors.n_items:,} items x {factors.n_dims:,} dims "
              f"in {summary['seconds']:.1f} s")
+
+
+def _check_dataset(interactions, embeddings, scheduler, model_name, target_recall) -> None:
+    """Refuse a dataset directory without --scheduler, and --scheduler where it does not apply."""
+    if scheduler and (embeddings or model_name != "chol" or target_recall is not None):
+        raise click.UsageError("--scheduler trains --model chol from INTERACTIONS (its Gram matrix is summed on the "
+                               "workers); other models, --embeddings and --target-recall run on one machine")
+    if interactions and not scheduler and os.path.isdir(interactions):
+        raise click.UsageError(f"INTERACTIONS {interactions} is a directory: a dataset of files is read with "
+                               "--scheduler")
+    if scheduler:
+        from sparseidx.distributed import parse_scheduler
+
+        parse_scheduler(scheduler)
+
+
+def _fit_distributed(estimator, interactions, scheduler):
+    """Factors from the Gram matrix and item counts summed on the Dask workers."""
+    from sparseidx.distributed import gram
+
+    result = gram(interactions, scheduler)
+    info(f"read {result.nnz:,} interactions of {result.n_users:,} users on {len(result.item_ids):,} items "
+         "on the workers")
+    return estimator.fit_gram(result.G, result.counts, result.item_ids).factors_
 
 
 def _check_backend(what, dense, backend, faiss_index, postings_per_dim, min_weight, dims) -> None:
@@ -155,19 +220,18 @@ def _import(interactions, embeddings):
             raise DataError(f"{interactions} has {len(inter.item_ids)} items but {embeddings} has "
                             f"{factors.n_items} embedding rows")
         factors.popularity = popularity(inter.X)
-    return factors
+    return factors, inter
 
 
-def _model_kwargs(model: str, options: dict) -> dict:
-    """The options the user set that this model takes; the model's own defaults fill the rest."""
-    kwargs = {}
-    for name in MODEL_PARAMS[model]:
-        value = options.get(name)
-        if value is None:
-            continue
-        kwargs[name] = _beta(value) if name == "beta" else value
-    given = {k for k, v in options.items() if v is not None}
-    ignored = sorted(given - set(MODEL_PARAMS[model]))
+def _model(name: str, options: dict):
+    """Model ``name`` with the parameters the user set (its declaration checks them and fills the rest)."""
+    given = {k: v for k, v in options.items() if v is not None}
+    takes = {p.name for p in MODELS[name].params if p.cli}
+    ignored = sorted(set(given) - takes)
     if ignored:
-        raise click.UsageError(f"--model {model} does not take " + ", ".join("--" + n.replace("_", "-") for n in ignored))
-    return kwargs
+        flags = ", ".join("--" + n.replace("_", "-") for n in ignored)
+        raise click.UsageError(f"--model {name} does not take {flags}")
+    try:
+        return model(name, **given)
+    except ParamError as exc:
+        raise click.BadParameter(str(exc), param_hint="--" + exc.name.replace("_", "-")) from None

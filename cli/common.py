@@ -8,7 +8,8 @@ import math
 import click
 import numpy as np
 
-from sparseidx.index.dense import SPARSE_ONLY
+from sparseidx.data import read_id_list
+from sparseidx.errors import DataError
 from sparseidx.plain import json_default
 from sparseidx.progress import log
 
@@ -43,6 +44,10 @@ def search_options(f):
                      help="FAISS HNSW indexes: efSearch (candidate list size) per query."),
         click.option("--nprobe", type=click.IntRange(min=1), default=None,
                      help="FAISS IVF indexes: inverted lists probed per query."),
+        click.option("--target-recall", type=FiniteFloat(0, 1, min_open=True), default=None,
+                     help="Instead of the knobs: the fastest setting whose recall@k against the exact answer "
+                          "reaches this (the index's operating point if built for it, else calibrated on the "
+                          "batch)."),
         click.option("--threads", type=click.IntRange(min=1), default=None,
                      help="Threads for batches (default: all cores)."),
     ]
@@ -51,19 +56,32 @@ def search_options(f):
     return f
 
 
-FAISS_ONLY = ("ef_search", "nprobe")
+def index_options(index, knobs: dict):
+    """The index's search options from the command line's knobs; a usage error (exit 2) for a knob that the
+    index's backend does not take or a value it refuses."""
+    try:
+        return index.options(None, **knobs)
+    except DataError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
-def check_backend_options(index, options: dict) -> None:
-    """A usage error (exit 2) for a set search option that the index's backend does not take."""
-    faiss = getattr(index, "backend", "") == "faiss"
-    wrong = [name for name in options if name in (SPARSE_ONLY if faiss else FAISS_ONLY)]
-    if wrong:
-        names = ", ".join("--" + name.replace("_", "-") for name in wrong)
-        raise click.UsageError(f"{names} appl{'ies' if len(wrong) == 1 else 'y'} to "
-                               f"{'sparse' if faiss else 'FAISS'} indexes; this index is "
-                               f"{'FAISS' if faiss else 'sparse'}"
-                               + (" (its knobs: --ef-search, --nprobe)" if faiss else ""))
+def filter_options(f):
+    """Item filters: ids never returned, or the only ids that may be returned, one id a line."""
+    options = [
+        click.option("--exclude-items", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="File of item ids (one a line) never returned, e.g. out of stock."),
+        click.option("--allow-items", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="File of item ids (one a line): only these are returned, e.g. one category."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def read_filters(exclude_items: str | None, allow_items: str | None) -> dict:
+    """``exclude``/``allow`` keyword arguments of a search from the filter options' files."""
+    return {"exclude": None if exclude_items is None else read_id_list(exclude_items),
+            "allow": None if allow_items is None else read_id_list(allow_items)}
 
 
 class IndexPath(click.Path):
@@ -78,11 +96,6 @@ class IndexPath(click.Path):
         except click.BadParameter:
             self.fail(f"index directory {value!r} does not exist; the index comes first, e.g. "
                       "'sparseidx query book.idx --history 17 42'", param, ctx)
-
-
-def search_kwargs(**options) -> dict:
-    """Keyword arguments for ``search_detailed`` from the shared options (unset ones left out)."""
-    return {k: v for k, v in options.items() if v is not None}
 
 
 def echo_json(obj) -> None:

@@ -59,7 +59,8 @@ def verify(index):
     if problems:
         for p in problems:
             click.echo(f"{index}: {p}", err=True)
-        raise click.ClickException(f"{index} is damaged ({len(problems)} problem(s)); rebuild it with 'sparseidx build'")
+        raise click.ClickException(f"{index} is damaged ({len(problems)} problem(s)); "
+                                   "rebuild it with 'sparseidx build'")
     manifest = fmt.read_manifest(index)
     click.echo(f"OK: {index} ({len(manifest['files'])} files, {fmt.index_bytes(manifest):,} bytes, "
                f"format version {manifest['format_version']})")

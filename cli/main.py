@@ -10,11 +10,13 @@ from sparseidx.progress import enable
 
 from .bench import bench
 from .build import build
+from .deny import deny
 from .evaluate import evaluate
 from .export import export
 from .inspect import info, verify
 from .query import query
 from .segments import segments
+from .serve import serve
 
 
 class _Group(click.Group):
@@ -52,7 +54,7 @@ def cli(verbose: int, quiet: bool) -> None:
     enable(0 if quiet else 1 + verbose)
 
 
-for command in (build, query, evaluate, info, verify, export, segments, bench):
+for command in (build, query, evaluate, info, verify, export, segments, bench, serve, deny):
     cli.add_command(command)
 
 

@@ -2,33 +2,43 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from sparseidx.batch import recommend_file
 from sparseidx.index import Index
 
-from .common import IndexPath, check_backend_options, echo_json, echo_table, info, search_kwargs, search_options
+from .common import (IndexPath, echo_json, echo_table, filter_options, index_options, info, read_filters,
+                     search_options)
 
 
 @click.command()
 @click.argument("index", type=IndexPath())
 @click.argument("items", nargs=-1)
 @click.option("--history", is_flag=True, help="The ITEMS that follow INDEX are one user's history.")
-@click.option("--users", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Batch: a file of histories (same formats as build's INTERACTIONS).")
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Batch: Parquet file for the results (user_id, item_ids, scores, popular).")
+@click.option("--users", type=click.Path(exists=True), default=None,
+              help="Batch: a file of histories (same formats as build's INTERACTIONS); with --scheduler, also a "
+                   "directory of such files, one partition each.")
+@click.option("--out", type=click.Path(), default=None,
+              help="Batch: Parquet file for the results (user_id, item_ids, scores, popular); with --scheduler, "
+                   "a directory of such files.")
+@click.option("--scheduler", default=None, metavar="local:N|tcp://HOST:PORT",
+              help="Batch on Dask: N local worker processes, or a running dask scheduler (needs sparseidx[dask]; "
+                   "see docs/distributed.md).")
 @click.option("--overwrite", is_flag=True,
               help="Batch: replace --out if it is a recommendations file sparseidx wrote.")
 @click.option("-k", "k", type=click.IntRange(min=1), default=20, show_default=True, help="Items to return.")
 @search_options
+@filter_options
 @click.option("--skip-unknown", is_flag=True,
               help="Drop item ids the index does not know, with a warning, instead of failing.")
 @click.option("--segments", "n_segments", type=click.IntRange(min=1), default=None,
               help="Instead of one list: the user's top N item segments (dominant dimensions) and the top k "
                    "items in each.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def query(index, items, history, users, out, overwrite, k, skip_unknown, n_segments, as_json, **search):
+def query(index, items, history, users, out, overwrite, scheduler, k, skip_unknown, n_segments, as_json,
+          exclude_items, allow_items, **search):
     """Recommend items for a history, or for every user in --users.
 
     \b
@@ -36,7 +46,10 @@ def query(index, items, history, users, out, overwrite, k, skip_unknown, n_segme
       sparseidx query book.idx --history 17 42 99 -k 10
       sparseidx query book.idx --history 17 42 --query-dims 300 --json
       sparseidx query book.idx --users test_histories.txt --out recs.parquet -k 100
+      sparseidx query book.idx --users histories/ --out recs/ --scheduler local:2
       sparseidx query celsa.idx --history 17 42 --segments 5 -k 3
+      sparseidx query book.idx --history 17 42 --exclude-items out_of_stock.txt
+      sparseidx query book.idx --history 17 42 --allow-items category_7.txt -k 5
     A history with no items returns the most popular items, flagged as such.
     Item ids are separated by spaces or commas; for ids that contain either, put the
     history in a file ('user item item ...' lines, or CSV/Parquet) and use --users.
@@ -49,17 +62,23 @@ def query(index, items, history, users, out, overwrite, k, skip_unknown, n_segme
         raise click.UsageError("--users needs --out RESULTS.parquet")
     if out and not users:
         raise click.UsageError("--out applies to a batch (--users FILE)")
+    if scheduler and not users:
+        raise click.UsageError("--scheduler runs a batch: give --users HISTORIES and --out DIR")
+    if users and not scheduler and os.path.isdir(users):
+        raise click.UsageError(f"--users {users} is a directory: a dataset of histories files runs with --scheduler")
+    if n_segments and (exclude_items or allow_items):
+        raise click.UsageError("--segments does not take --exclude-items / --allow-items")
     idx = Index.open(index)
-    options = search_kwargs(**search)
-    check_backend_options(idx, options)
+    options = index_options(idx, search)
+    filters = read_filters(exclude_items, allow_items)
     if users:
-        _batch(idx, users, out, k, options, skip_unknown, overwrite, as_json)
+        _batch(idx, index, users, out, k, options, skip_unknown, overwrite, as_json, filters, scheduler)
         return
     if n_segments:
         _segments(idx, [t for item in items for t in item.split(",") if t], n_segments, k, as_json)
         return
     tokens = [t for item in items for t in item.split(",") if t]
-    res = idx.search_detailed([tokens], k, skip_unknown=skip_unknown, **options)
+    res = idx.search_detailed([tokens], k, options, skip_unknown=skip_unknown, **filters)
     valid = res.ids[0] >= 0
     ids = idx.item_ids[res.ids[0][valid]]
     scores = res.scores[0][valid]
@@ -81,8 +100,15 @@ def _typed(tokens: list[str], item_ids) -> list:
     return [int(t) if t.lstrip("+-").isdigit() else t for t in tokens]
 
 
-def _batch(idx, users_path, out, k, options, skip_unknown, overwrite, as_json):
-    summary = recommend_file(idx, users_path, out, k, overwrite=overwrite, skip_unknown=skip_unknown, **options)
+def _batch(idx, index, users_path, out, k, options, skip_unknown, overwrite, as_json, filters, scheduler):
+    if scheduler:
+        from sparseidx.distributed import recommend
+
+        summary = recommend(index, users_path, out, k, scheduler, overwrite=overwrite, skip_unknown=skip_unknown,
+                            options=options, **filters)
+    else:
+        summary = recommend_file(idx, users_path, out, k, overwrite=overwrite, skip_unknown=skip_unknown,
+                                 options=options, **filters)
     if as_json:
         echo_json(summary)
     else:

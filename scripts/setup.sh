@@ -15,6 +15,7 @@ python3 -c "import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(
   || packages+=(python3-dev)
 python3 -c "import venv, ensurepip" 2>/dev/null || packages+=(python3-venv)
 [[ ",$extras," == *",test,"* ]] && packages+=(postgresql)
+[[ ",$extras," == *",bench,"* ]] && packages+=(postgresql wrk)  # the export and service benchmarks
 need=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")

@@ -59,7 +59,7 @@ class Interactions:
 
 
 def load_interactions(path: str | os.PathLike, item_ids: np.ndarray | None = None,
-                      user_ids: np.ndarray | None = None, skip_unknown: bool = False,
+                      user_ids: np.ndarray | None = None, skip_unknown: bool = False, binarize: bool = False,
                       ) -> Interactions:
     """Read interactions from a lines, CSV/TSV or Parquet file.
 
@@ -68,6 +68,8 @@ def load_interactions(path: str | os.PathLike, item_ids: np.ndarray | None = Non
     items. Ids outside it raise a DataError naming the file, or are dropped with
     ``skip_unknown=True`` (the number dropped is in ``.dropped``). A file with no
     interactions is refused, except a lines file of users mapped onto ``item_ids``.
+    A weight/rating/value column is used as given (repeated pairs summed) unless
+    ``binarize``: then every (user, item) pair is 1, as the papers' implicit data.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -84,10 +86,25 @@ def load_interactions(path: str | os.PathLike, item_ids: np.ndarray | None = Non
         if not len(items) and item_ids is None:
             raise DataError(f"{path}: no interactions (no line names an item); "
                             "expected lines of 'user item item ...'")
-    return _to_matrix(path, users, items, weights, item_ids, user_ids, skip_unknown, listed, lines)
+    return _to_matrix(path, users, items, None if binarize else weights, item_ids, user_ids, skip_unknown, listed,
+                      lines)
 
 
 _DIGITS_AND_SIGNS = np.frombuffer(b"0123456789+-", dtype=np.uint8)
+
+
+def read_id_list(path: str | os.PathLike, what: str = "item ids") -> np.ndarray:
+    """The ids of a file holding one id a line (surrounding spaces and empty lines ignored), as strings."""
+    path = os.fspath(path)
+    with open(path, "rb") as fh:
+        data = fh.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not valid UTF-8; save the file of {what} as UTF-8 text") from None
+    ids = np.char.strip(np.array(text.splitlines() or [""], dtype=str))
+    return ids[np.char.str_len(ids) > 0]
 
 
 def parse_int64(strings) -> tuple[np.ndarray, np.ndarray]:
@@ -128,10 +145,58 @@ def _read_lines(path: str):
         data = fh.read()
     if not data.strip():
         raise DataError(f"{path}: the file is empty; expected lines of 'user item item ...'")
+    return _parse_lines(path, data)
+
+
+def iter_interactions(path: str | os.PathLike, item_ids: np.ndarray, skip_unknown: bool = False,
+                      chunk_bytes: int = 4 << 20):
+    """Interactions of a file mapped onto ``item_ids``, in parts: a lines file in blocks of whole lines of
+    about ``chunk_bytes`` (memory stays bounded whatever the file's size), other formats whole.
+
+    Each part is an ``Interactions`` of the users its block names (a user named on lines of
+    two blocks has a row in each). Yields (part, bytes of the file read so far).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file")
+    if os.path.splitext(path)[1].lower() in (".csv", ".tsv", ".parquet", ".pq"):
+        yield load_interactions(path, item_ids=item_ids, skip_unknown=skip_unknown), os.path.getsize(path)
+        return
+    carry, first_line, kind, read = b"", 0, None, 0
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk_bytes)
+            read += len(block)
+            data = carry + block
+            cut = data.rfind(b"\n") + 1 if block else len(data)
+            if block and cut == 0:  # one line longer than a block: read on
+                carry = data
+                continue
+            text, carry = data[:cut], data[cut:]
+            if text.strip():
+                users, items, listed, lines = _parse_lines(path, text, first_line)
+                if kind is None:
+                    kind = users.dtype.kind
+                elif users.dtype.kind != kind:
+                    raise DataError(f"{path}:{first_line + 1}: ids change from {_KINDS[kind]} to "
+                                    f"{_KINDS[users.dtype.kind]} here; a file's ids are all integers or all strings")
+                yield _to_matrix(path, users, items, None, item_ids, None, skip_unknown, listed, lines), read
+            elif kind is None and not block:
+                raise DataError(f"{path}: the file is empty; expected lines of 'user item item ...'")
+            first_line += text.count(b"\n")
+            if not block:
+                return
+
+
+_KINDS = {"i": "integers", "U": "strings"}
+
+
+def _parse_lines(path: str, data: bytes, first_line: int = 0):
+    """``_read_lines`` of the text ``data``, whose first line is line ``first_line`` (0-based) of ``path``."""
     raw = np.frombuffer(data, dtype=np.uint8)
     is_space = np.isin(raw, _WHITESPACE)
     starts = np.flatnonzero(~is_space & np.concatenate(([True], is_space[:-1])))
-    line_of_token = np.cumsum(raw == 10)[starts]  # 0-based line number of every token
+    line_of_token = np.cumsum(raw == 10)[starts] + first_line  # 0-based line number of every token
     tokens = np.array(data.split())
     first = np.concatenate(([True], line_of_token[1:] != line_of_token[:-1]))
     values, ok = _integer_tokens(tokens, raw[~is_space])
@@ -412,7 +477,11 @@ def _known(path, what: str, ids: np.ndarray, known: np.ndarray, skip_unknown: bo
 
 
 class IdLookup:
-    """Internal indices of external ids in one id space, sorted once and reused across lookups."""
+    """Internal indices of external ids in one id space, sorted once and reused across lookups.
+
+    Integer ids spanning a range of at most a few times their number (0..n-1, say)
+    are found through a direct table, one read per id; others by binary search.
+    """
 
     def __init__(self, space: np.ndarray):
         self.space = np.asarray(space)
@@ -420,11 +489,24 @@ class IdLookup:
         self._sorted = self.space[self._order]
         if self.space.dtype.kind in "USO":
             self._sorted = self._sorted.astype(str)
+        self._table = None
+        if self._sorted.dtype.kind in "iu" and len(self._sorted):
+            low, high = int(self._sorted[0]), int(self._sorted[-1])
+            if high - low < 4 * len(self._sorted) + 1024 and -(1 << 62) < low and high < 1 << 62:
+                self._low = low
+                self._table = np.full(high - low + 1, -1, dtype=np.int64)
+                self._table[self._sorted.astype(np.int64) - low] = self._order
 
     def find(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positions of ``ids`` (already of the space's kind) and a mask of those found."""
         if not len(self._sorted):
             return np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=bool)
+        if self._table is not None:
+            offset = ids.astype(np.int64, copy=False) - self._low
+            inside = (offset >= 0) & (offset < len(self._table))
+            pos = self._table[np.where(inside, offset, 0)]
+            found = inside & (pos >= 0)
+            return np.where(found, pos, 0), found
         pos = np.minimum(np.searchsorted(self._sorted, ids), len(self._sorted) - 1)
         return self._order[pos].astype(np.int64), self._sorted[pos] == ids
 

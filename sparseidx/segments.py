@@ -16,11 +16,13 @@ import scipy.sparse as sp
 
 from .data import show_id
 from .errors import DataError
+from .factors import Factors
 
 
 @dataclass
 class Segments:
-    """``dim``/``sign`` per segment, ``of_item`` (segment index per item), ``sizes``, ``matrix`` S, ``names``."""
+    """``dim``/``sign`` per segment, ``of_item`` (segment index per item), ``sizes``, ``matrix`` S, ``names``,
+    and the index's ``factors`` they were made from."""
 
     dim: np.ndarray
     sign: np.ndarray
@@ -28,14 +30,7 @@ class Segments:
     sizes: np.ndarray
     matrix: sp.csr_matrix
     names: list[str]
-
-
-def _item_rows(index) -> sp.csr_matrix:
-    if getattr(index, "backend", None) != "sparse":
-        raise DataError("segments need a sparse index (dominant dimensions of sparse item embeddings)")
-    parts = index.forward if index.forward is not None else (index.e_indptr, index.e_dims, index.e_weights)
-    return sp.csr_matrix((np.asarray(parts[2]), np.asarray(parts[1]), np.asarray(parts[0])),
-                         shape=(index.n_items, index.n_dims))
+    factors: Factors
 
 
 def read_titles(path: str) -> dict[str, str]:
@@ -55,7 +50,10 @@ def read_titles(path: str) -> dict[str, str]:
 
 def item_segments(index, titles: dict[str, str] | None = None, name_members: int = 3) -> Segments:
     """Segment every item of a sparse index by its signed dominant dimension."""
-    V = _item_rows(index)
+    if index.backend != "sparse":
+        raise DataError("segments need a sparse index (dominant dimensions of sparse item embeddings)")
+    factors = index.to_factors()
+    V = factors.embeddings
     n = V.shape[0]
     has = np.diff(V.indptr) > 0
     dim = np.full(n, -1, dtype=np.int64)
@@ -83,7 +81,7 @@ def item_segments(index, titles: dict[str, str] | None = None, name_members: int
         labels = [titles.get(str(index.item_ids[i]), show_id(index.item_ids[i])) if titles else
                   show_id(index.item_ids[i]) for i in members]
         names.append(", ".join(labels))
-    return Segments(seg_dim, seg_sign, of_item, sizes, S, names)
+    return Segments(seg_dim, seg_sign, of_item, sizes, S, names, factors)
 
 
 def rank_segments(index, segments: Segments, history, n_segments: int = 5, k: int = 5) -> list[dict]:
@@ -91,11 +89,9 @@ def rank_segments(index, segments: Segments, history, n_segments: int = 5, k: in
     if n_segments < 1 or k < 1:
         raise DataError("--segments and -k must be at least 1")
     Q = index.histories_matrix([history])
-    E = sp.csr_matrix((np.asarray(index.e_weights), np.asarray(index.e_dims), np.asarray(index.e_indptr)),
-                      shape=(index.n_items, index.n_dims))
-    u = sp.csr_matrix(Q @ E)
+    u = sp.csr_matrix(Q @ segments.factors.encoder)
     seg_scores = np.asarray((segments.matrix @ u.T).todense()).ravel()
-    item_scores = np.asarray((_item_rows(index) @ u.T).todense()).ravel() * np.asarray(index.priors)
+    item_scores = np.asarray((segments.factors.embeddings @ u.T).todense()).ravel() * segments.factors.priors
     item_scores[Q.indices] = -np.inf
     out = []
     for s in np.argsort(-seg_scores, kind="stable")[:n_segments]:

@@ -35,6 +35,21 @@ def test_embeddings_factorise_beta_dp_minus_p():
     assert factors.params["beta"] == 2.5 and not factors.params["beta_auto"]
 
 
+def test_float64_route_factorises_beta_dp_minus_p_to_double_precision():
+    X = random_interactions(100, 30, seed=4)
+    G = (X.T @ X).toarray().astype(np.float64)
+    P = np.linalg.inv(G + 3.0 * np.eye(30))
+    want = 2.5 * np.diag(np.diag(P)) - P
+    f64 = fit_cholesky(X, l2=3.0, beta=2.5, k=None, order="none", dtype="float64")
+    f32 = fit_cholesky(X, l2=3.0, beta=2.5, k=None, order="none")
+    L64 = f64.embeddings.toarray().astype(np.float64)  # stored in float32 either way
+    assert np.abs(L64 @ L64.T - want).max() < np.abs(want).max() * 1e-6
+    assert f64.params["dtype"] == "float64" and f32.params["dtype"] == "float32"
+    assert np.abs(f64.embeddings.toarray() - f32.embeddings.toarray()).max() < 1e-4
+    with pytest.raises(DataError, match="dtype must be one of float32, float64, got 'float16'"):
+        fit_cholesky(X, dtype="float16")
+
+
 def test_popularity_order_gives_lower_triangular_rows_in_that_order():
     X = random_interactions(100, 30, seed=5)
     factors = fit_cholesky(X, l2=3.0, k=None, order="popularity")
@@ -84,10 +99,12 @@ def test_refuses_when_n_squared_does_not_fit():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"l2": 0.0}, "l2 must be positive"),
-    ({"beta": 1.0}, "beta must be greater than 1"),
-    ({"k": 0}, "k must be at least 1"),
-    ({"order": "random"}, "unknown item order"),
+    ({"l2": 0.0}, r"^l2 must be a finite number > 0, got 0.0$"),
+    ({"beta": 1.0}, r"^beta must be a finite number > 1 or 'auto', got 1.0$"),
+    ({"k": 0}, r"^k must be an integer >= 1 or None, got 0$"),
+    ({"k": 2.5}, r"^k must be an integer >= 1 or None, got 2.5$"),
+    ({"order": "random"}, r"^order must be one of popularity, cooccurrence, none, got 'random'$"),
+    ({"dims": 8}, r"^model 'chol' takes no parameter dims; it takes beta, dtype, k, l2, memory_limit, order$"),
 ])
 def test_invalid_parameters(kwargs, message):
     with pytest.raises(DataError, match=message):

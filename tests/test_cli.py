@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from click.testing import CliRunner
 from helpers import random_interactions, write_lines
 
+from sparseidx import Factors, Index
 from sparseidx_cli.main import cli
 
 
@@ -57,7 +58,8 @@ def test_empty_history_is_flagged_popular(split):
 def test_unknown_items_error_or_skip(split):
     res = run("query", split / "idx", "--history", 1, 12345)
     assert res.exit_code == 1
-    assert res.output.strip().splitlines()[-1] == "Error: unknown item id(s) 12345 (query 1); use --skip-unknown to ignore them"
+    assert res.output.strip().splitlines()[-1] == ("Error: unknown item id(s) 12345 (query 1); "
+                                                   "use --skip-unknown to ignore them")
     res = run("query", split / "idx", "--history", 1, 12345, "--skip-unknown", "--json")
     assert res.exit_code == 0 and "skipped 1 unknown" in res.stderr
 
@@ -84,14 +86,38 @@ def test_query_usage_errors(split):
     assert run("query", split / "idx", "--history", 1, "--query-mass", 2).exit_code == 2
 
 
-def test_evaluate_json(split):
-    res = run("evaluate", split / "idx", "--train", split / "train.txt", "--test", split / "test.txt",
-              "-k", 10, "-k", 20, "--json")
+def test_evaluate_json(tmp_path):
+    """Metrics of a 6-item index whose ranking is fixed (items 0, 1, ..., 5, minus the history), by hand.
+
+    One dimension: E_i = 1, V_i = 6 - i, so every history scores item i as 6 - i. BARS definitions
+    (sparseidx/evaluate.py): Recall@k = hits / |test|, Precision@k = hits / k, NDCG@k with the
+    ideal DCG over min(|test|, k) positions, MAP@k = sum of Precision@r over hit ranks r / min(|test|, k).
+    """
+    n = 6
+    factors = Factors(encoder=sp.csr_matrix(np.ones((n, 1))), embeddings=sp.csr_matrix(np.arange(n, 0, -1.0)[:, None]),
+                      priors=np.ones(n), item_ids=np.arange(n))
+    Index.build(factors).write(str(tmp_path / "idx"))
+    (tmp_path / "train.txt").write_text("1 0\n2 1 2\n3 3\n4 5\n")
+    (tmp_path / "test.txt").write_text("1 2 5\n2 0\n3 4 1 0\n")  # user 4 has no test items: not averaged
+    res = run("evaluate", tmp_path / "idx", "--train", tmp_path / "train.txt", "--test", tmp_path / "test.txt",
+              "-k", 2, "-k", 4, "--json")
     assert res.exit_code == 0, res.output
     metrics = json.loads(res.stdout)
-    for key in ("recall@10", "ndcg@20", "precision@20", "map@10", "coverage"):
-        assert 0.0 <= metrics[key] <= 1.0
-    assert metrics["users"] > 0
+    d = {r: 1 / np.log2(r + 1) for r in range(1, 5)}  # the discount of rank r
+    # user 1 ranks 1 2 3 4 5 (test 2, 5): a hit at rank 2 |  user 2 ranks 0 3 4 5 (test 0): a hit at rank 1
+    # user 3 ranks 0 1 2 4 5 (test 4, 1, 0): hits at ranks 1, 2 and 4
+    expected = {
+        "recall@2": (1 / 2 + 1 + 2 / 3) / 3, "recall@4": (1 / 2 + 1 + 3 / 3) / 3,
+        "precision@2": (1 / 2 + 1 / 2 + 2 / 2) / 3, "precision@4": (1 / 4 + 1 / 4 + 3 / 4) / 3,
+        "ndcg@2": (d[2] / (d[1] + d[2]) + 1 + 1) / 3,
+        "ndcg@4": (d[2] / (d[1] + d[2]) + 1 + (d[1] + d[2] + d[4]) / (d[1] + d[2] + d[3])) / 3,
+        "map@2": ((1 / 2) / 2 + 1 + (1 / 1 + 2 / 2) / 2) / 3,
+        "map@4": ((1 / 2) / 2 + 1 + (1 / 1 + 2 / 2 + 3 / 4) / 3) / 3,
+        "coverage": 1.0,  # every item scores above zero
+        "users": 3,
+    }
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value, abs=1e-6), key
 
 
 def test_info_and_verify(split, tmp_path):
@@ -123,7 +149,14 @@ def test_build_errors(split, tmp_path):
     res = run("build", bad, "--out", tmp_path / "x")
     assert res.exit_code == 1 and "bad.txt:2: malformed line" in res.output
     res = run("build", split / "train.txt", "--out", tmp_path / "x", "--beta", "two")
-    assert res.exit_code == 2 and "neither 'auto' nor a finite number" in res.output
+    assert res.exit_code == 2 and "'two' is not a finite number > 1 or 'auto'" in res.output
+    res = run("build", split / "train.txt", "--out", tmp_path / "x", "--k", 0)
+    assert res.exit_code == 2 and "Invalid value for --k: k must be an integer >= 1 or None, got 0" in res.output
+    res = run("build", split / "train.txt", "--out", tmp_path / "x", "--model", "sansa", "--density", 2)
+    assert res.exit_code == 2 and "density must be a finite number in (0, 1] or None, got 2.0" in res.output
+    res = run("build", split / "train.txt", "--out", tmp_path / "x", "--model", "celsa", "--dims", 8,
+              "--nnz-per-item", 9)
+    assert res.exit_code == 2 and "--nnz-per-item: nnz_per_item must be between 1 and dims (8)" in res.output
     assert not (tmp_path / "x").exists()
 
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from helpers import random_interactions
+from helpers import random_interactions, write_lines
 
 from sparseidx import Index
 from sparseidx.errors import DataError
@@ -99,9 +99,11 @@ def test_top_k_rows_and_normalise():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"dims": 8, "nnz_per_item": 9}, "between 1 and dims"), ({"dims": 8, "nnz_per_item": 2, "schedule": "cosine"},
-                                                             "unknown schedule"),
-    ({"dims": 0, "nnz_per_item": 1}, "at least 1"), ({"dims": 8, "nnz_per_item": 2, "lr": 0}, "lr positive"),
+    ({"dims": 8, "nnz_per_item": 9}, r"nnz_per_item must be between 1 and dims \(8\), got 9"),
+    ({"dims": 8, "nnz_per_item": 2, "schedule": "cosine"}, "schedule must be one of exponential, linear, step"),
+    ({"dims": 0, "nnz_per_item": 1}, "dims must be an integer >= 1, got 0"),
+    ({"dims": 8, "nnz_per_item": 2, "lr": 0}, "lr must be a finite number > 0, got 0"),
+    ({"dims": 8, "nnz_per_item": 2, "rewind": "yes"}, "rewind must be true or false, got 'yes'"),
 ])
 def test_invalid_parameters(kwargs, message):
     with pytest.raises(DataError, match=message):
@@ -112,7 +114,6 @@ def test_invalid_parameters(kwargs, message):
 
 def test_segments_partition_items_and_rank_for_a_user(tmp_path):
     from click.testing import CliRunner
-    from helpers import write_lines
 
     from sparseidx.segments import item_segments, rank_segments
     from sparseidx_cli.main import cli
@@ -150,7 +151,6 @@ def test_segments_partition_items_and_rank_for_a_user(tmp_path):
 
 def test_cli_builds_elsa_on_faiss_and_celsa_sparse(tmp_path):
     from click.testing import CliRunner
-    from helpers import write_lines
 
     from sparseidx_cli.main import cli
 

@@ -255,7 +255,7 @@ def test_external_ids_unknown_items():
     ({"query_mass": 1.5}, "query_mass must be in"),
     ({"budget": 0}, "budget must be at least 1"),
     ({"threads": 0}, "threads must be at least 1"),
-    ({"ef_search": 16}, "apply to FAISS indexes"),
+    ({"ef_search": 16}, "appl(y|ies) to FAISS indexes"),
 ])
 def test_invalid_search_options(kwargs, message):
     index = Index.build(random_factors(7, 20, 8, 0.3))

@@ -1,14 +1,17 @@
-"""Ranking metrics (BARS definitions) and evaluation of an index on a split."""
+"""Ranking metrics (BARS and Liang definitions), evaluation on a split and on held-out users."""
+
+import json
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from helpers import brute_force_topk, random_interactions, write_lines
-from helpers import random_factors
+from click.testing import CliRunner
+from helpers import brute_force_topk, random_factors, random_interactions, write_lines
 
 from sparseidx import Index, evaluate
 from sparseidx.errors import DataError
-from sparseidx.evaluate import ranking_metrics
+from sparseidx.evaluate import evaluate_heldout, ranking_metrics, split_fold_in
+from sparseidx_cli.main import cli
 
 
 def test_metrics_by_hand():
@@ -23,6 +26,63 @@ def test_metrics_by_hand():
     assert np.allclose(m["ndcg@4"], [(d[1] + d[3]) / d[:3].sum(), d[2] / d[0]])
     assert np.allclose(m["ndcg@2"], [d[1] / d[:2].sum(), 0.0])
     assert np.allclose(m["map@4"], [(1 / 2 + 2 / 4) / 3, (1 / 3) / 1])
+
+
+def test_liang_recall_divides_by_min_k_and_test_size_by_hand():
+    ids = np.array([[3, 1, 7, 2], [5, 6, 8, -1]])
+    test = sp.csr_matrix((np.ones(4), ([0, 0, 0, 1], [1, 2, 9, 8])), shape=(2, 10))
+    m = ranking_metrics(ids, test, ks=(2, 4), recall="liang")
+    # user 0: 1 hit in the top 2, 2 in the top 4, |test| = 3; user 1: 1 hit at rank 3, |test| = 1
+    assert np.allclose(m["recall@2"], [1 / 2, 0.0]) and np.allclose(m["recall@4"], [2 / 3, 1.0])
+    bars = ranking_metrics(ids, test, ks=(2, 4))
+    assert all(np.array_equal(m[k], bars[k]) for k in m if not k.startswith("recall"))
+    with pytest.raises(DataError, match="recall definition 'x' is unknown"):
+        ranking_metrics(ids, test, recall="x")
+
+
+def test_fold_in_split_by_hand():
+    X = sp.csr_matrix(np.array([[1] * 5 + [0] * 5, [1] * 4 + [0] * 6, [1] * 10]), dtype=np.float32)
+    hist, test = split_fold_in(X, 0.8, seed=0)
+    # ceil(0.8 n) folded in: 5 -> 4 + 1, 4 -> 4 + 0 (fewer than 5 items: no test item), 10 -> 8 + 2
+    assert list(np.diff(hist.indptr)) == [4, 4, 8] and list(np.diff(test.indptr)) == [1, 0, 2]
+    assert (hist + test - X).nnz == 0 and hist.multiply(test).nnz == 0
+    again, _ = split_fold_in(X, 0.8, seed=0)
+    assert (again != hist).nnz == 0 and (split_fold_in(X, 0.8, seed=1)[0] != hist).nnz > 0
+
+
+def test_heldout_users_protocol_matches_brute_force(tmp_path):
+    H = random_interactions(40, 30, density=0.3, seed=4)
+    write_lines(tmp_path / "heldout.txt", H)
+    f = random_factors(2, 30, 12, 0.3)
+    f.item_ids = np.arange(30)
+    index = Index.build(f)
+    result = evaluate_heldout(index, tmp_path / "heldout.txt", fold_in=0.8, seed=3, ks=(5,), recall="liang")
+    hist, test = split_fold_in(H, 0.8, seed=3)
+    users = np.flatnonzero(np.diff(test.indptr) > 0)
+    _, ref_ids = brute_force_topk(f.dense_scores(hist[users]), hist[users], 5)
+    ref = ranking_metrics(ref_ids, test[users], ks=(5,), recall="liang")
+    for name, vals in ref.items():
+        assert result[name] == pytest.approx(vals.mean(), abs=1e-9), name
+    assert result["users"] == len(users) and result["recall_definition"] == "liang" and result["fold_in"] == 0.8
+
+
+def test_evaluate_cli_heldout_users_and_recall_definition(tmp_path):
+    H = random_interactions(40, 30, density=0.3, seed=4)
+    write_lines(tmp_path / "heldout.txt", H)
+    f = random_factors(2, 30, 12, 0.3)
+    f.item_ids = np.arange(30)
+    Index.build(f).write(tmp_path / "i.idx")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["evaluate", str(tmp_path / "i.idx"), "--heldout-users", str(tmp_path / "heldout.txt"),
+                              "--seed", "3", "-k", "5", "--recall-definition", "liang", "--json"])
+    assert res.exit_code == 0, res.output
+    want = evaluate_heldout(Index.open(tmp_path / "i.idx"), tmp_path / "heldout.txt", seed=3, ks=(5,), recall="liang")
+    assert json.loads(res.output)["recall@5"] == pytest.approx(want["recall@5"])
+    res = runner.invoke(cli, ["evaluate", str(tmp_path / "i.idx"), "--heldout-users", str(tmp_path / "heldout.txt"),
+                              "--train", str(tmp_path / "heldout.txt")])
+    assert res.exit_code == 2 and "not both" in res.output
+    res = runner.invoke(cli, ["evaluate", str(tmp_path / "i.idx"), "--train", str(tmp_path / "heldout.txt")])
+    assert res.exit_code == 2 and "--heldout-users FILE" in res.output
 
 
 def test_test_sizes_override_counts_unrankable_items():

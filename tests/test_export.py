@@ -10,7 +10,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import scipy.sparse as sp
 from click.testing import CliRunner
 from helpers import random_interactions, write_lines
 from helpers import random_factors, random_histories
@@ -83,34 +82,26 @@ def test_user_embeddings_equal_x_times_e(index, tmp_path, monkeypatch):
         assert np.allclose(val, U.data[U.indptr[q]: U.indptr[q + 1]], rtol=1e-6)
 
 
-def test_qdrant_local_mode_finds_the_same_top_item(index, tmp_path):
-    qdrant_client = pytest.importorskip("qdrant_client")
-    from qdrant_client import models
+def folded_rows_of(f: Factors):
+    """The rows the store targets write: prior_i * V_i."""
+    return [(dims, vals * np.float32(p)) for (dims, vals), p in zip(rows_of(f), f.priors)]
 
+
+def test_store_targets_fold_the_priors_and_say_so(index, tmp_path):
     idx, f = index
-    export(idx, "qdrant", str(tmp_path / "points.jsonl"))
-    points = [json.loads(line) for line in (tmp_path / "points.jsonl").read_text().splitlines()]
-    client = qdrant_client.QdrantClient(":memory:")
-    client.create_collection("items", vectors_config={},
-                             sparse_vectors_config={"embedding": models.SparseVectorParams()})
-    client.upsert("items", points=[models.PointStruct(id=p["id"], vector={"embedding": models.SparseVector(
-        **p["vector"]["embedding"])}, payload=p["payload"]) for p in points])
-    # priors scale scores in sparseidx; a query without history masking and with unit priors compares directly
-    flat = Factors(encoder=f.encoder, embeddings=f.embeddings, priors=np.ones(80), item_ids=f.item_ids)
-    plain = Index.build(flat)
-    checked = 0
-    for q in range(10):
-        u = f.encoder[q]
-        if u.nnz == 0:
-            continue
-        _, ids = plain.search(sp.csr_matrix(([1.0], ([0], [q])), shape=(1, 80)), 1, exclude_history=False)
-        hits = client.query_points("items", query=models.SparseVector(indices=u.indices.tolist(),
-                                                                      values=u.data.tolist()),
-                                   using="embedding", limit=1).points
-        if hits and hits[0].score > 0:
-            assert hits[0].payload["item_id"] == int(f.item_ids[ids[0, 0]])
-            checked += 1
-    assert checked > 0
+    assert len(set(f.priors.tolist())) > 1
+    export(idx, "qdrant", str(tmp_path / "p.jsonl"))
+    guide = json.loads((tmp_path / "p.qdrant.json").read_text())
+    assert guide["sparseidx"]["priors"].startswith("folded: each stored vector is v_i = prior_i * V_i")
+    export(idx, "qdrant", str(tmp_path / "raw.jsonl"), fold_priors=False)
+    assert json.loads((tmp_path / "raw.qdrant.json").read_text())["sparseidx"]["priors"].startswith("not folded")
+    folded = [json.loads(x)["vector"]["embedding"] for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    raw = [json.loads(x)["vector"]["embedding"] for x in (tmp_path / "raw.jsonl").read_text().splitlines()]
+    for a, b, (dims, vals), p in zip(folded, raw, rows_of(f), f.priors):
+        assert a["indices"] == b["indices"] == dims.tolist() + [30]  # and the presence dimension
+        assert np.allclose(a["values"][:-1], vals * p, rtol=1e-6) and np.allclose(b["values"][:-1], vals)
+    with pytest.raises(DataError, match="--no-fold-priors applies to the store targets"):
+        export(idx, "parquet", str(tmp_path / "x.parquet"), fold_priors=False)
 
 
 def test_pgvector_text_parses_to_the_embedding(index, tmp_path):
@@ -119,7 +110,7 @@ def test_pgvector_text_parses_to_the_embedding(index, tmp_path):
     export(idx, "pgvector", str(tmp_path / "items.tsv"))
     lines = (tmp_path / "items.tsv").read_text().splitlines()
     assert len(lines) == 80
-    for line, (dims, vals), item in zip(lines, rows_of(f), f.item_ids):
+    for line, (dims, vals), item in zip(lines, folded_rows_of(f), f.item_ids):
         item_id, text = line.split("\t")
         vec = pgvector.SparseVector.from_text(text)
         assert int(item_id) == item and vec.dimensions() == 30
@@ -134,42 +125,52 @@ def test_pgvector_warns_above_the_hnsw_limit(tmp_path, caplog):
     assert summary["items_over_hnsw_limit"] == 3 and "at most 1000" in caplog.text
 
 
-def test_milvus_parquet_has_a_sparse_struct_column(index, tmp_path):
+def test_milvus_writes_signed_embeddings_as_a_dense_vector(index, tmp_path):
     idx, f = index
     export(idx, "milvus", str(tmp_path / "milvus.parquet"))
     table = pq.read_table(tmp_path / "milvus.parquet")
+    assert str(table.schema.field("embedding").type) == "list<element: float>"
+    assert table["id"].to_pylist() == list(range(80))
+    dense = np.array(table["embedding"].to_pylist())
+    assert np.allclose(dense, f.embeddings.toarray() * f.priors[:, None], rtol=1e-6)
+    guide = json.loads((tmp_path / "milvus.milvus.json").read_text())
+    assert guide["fields"][2] == {"field_name": "embedding", "datatype": "FLOAT_VECTOR", "dim": 30}
+
+
+def test_milvus_writes_non_negative_embeddings_as_a_sparse_struct_column(tmp_path):
+    f = random_factors(21, 80, 30, 0.15)
+    f = Factors(encoder=abs(f.encoder), embeddings=abs(f.embeddings), priors=f.priors, item_ids=f.item_ids)
+    export(Index.build(f), "milvus", str(tmp_path / "milvus.parquet"))
+    table = pq.read_table(tmp_path / "milvus.parquet")
     assert str(table.schema.field("embedding").type) == \
         "struct<indices: list<element: uint32>, values: list<element: float>>"
-    assert table["id"].to_pylist() == list(range(80))
-    for (dims, vals), cell in zip(rows_of(f), table["embedding"].to_pylist()):
-        assert cell["indices"] == dims.tolist() and np.allclose(cell["values"], vals)
+    assert json.loads(table.schema.metadata[b"sparseidx"])["vector_field"] == "sparse"
+    for (dims, vals), cell in zip(folded_rows_of(f), table["embedding"].to_pylist()):
+        assert cell["indices"] == dims.tolist() + [30] and np.allclose(cell["values"], vals.tolist() + [1.0])
 
 
 def test_vespa_feed_is_put_operations_with_mapped_tensor_cells(index, tmp_path):
     idx, f = index
     export(idx, "vespa", str(tmp_path / "feed.jsonl"))
     docs = [json.loads(line) for line in (tmp_path / "feed.jsonl").read_text().splitlines()]
-    for doc, (dims, vals), item in zip(docs, rows_of(f), f.item_ids):
+    for doc, (dims, vals), item in zip(docs, folded_rows_of(f), f.item_ids):
         assert doc["put"] == f"id:sparseidx:item::{item}"
         cells = doc["fields"]["embedding"]
         assert list(cells) == [str(d) for d in dims] and np.allclose(list(cells.values()), vals)
+    assert "rank-profile sparseidx" in (tmp_path / "feed.sd").read_text()
 
 
-def test_elasticsearch_refuses_negative_weights_or_splits_them(index, tmp_path):
+def test_elasticsearch_keeps_signed_weights_as_keyword_entries(index, tmp_path):
     idx, f = index
-    with pytest.raises(DataError, match="are negative.*--split-signs"):
-        export(idx, "elasticsearch", str(tmp_path / "bulk.ndjson"))
-    assert not (tmp_path / "bulk.ndjson").exists()
-    export(idx, "elasticsearch", str(tmp_path / "bulk.ndjson"), split_signs=True)
+    export(idx, "elasticsearch", str(tmp_path / "bulk.ndjson"))
     lines = (tmp_path / "bulk.ndjson").read_text().splitlines()
     assert len(lines) == 160
-    for action, doc, (dims, vals), item in zip(lines[::2], lines[1::2], rows_of(f), f.item_ids):
+    for action, doc, (dims, vals), item in zip(lines[::2], lines[1::2], folded_rows_of(f), f.item_ids):
         assert json.loads(action) == {"index": {"_index": "items", "_id": str(item)}}
-        doc = json.loads(doc)
-        assert all(v > 0 for v in doc["embedding_pos"].values()) and all(v > 0 for v in doc["embedding_neg"].values())
-        rebuilt = {int(k): v for k, v in doc["embedding_pos"].items()}
-        rebuilt.update({int(k): -v for k, v in doc["embedding_neg"].items()})
-        assert list(sorted(rebuilt)) == dims.tolist() and np.allclose([rebuilt[d] for d in dims], vals)
+        entries = [e.split(":") for e in json.loads(doc)["embedding"]]
+        assert [int(d) for d, _ in entries] == dims.tolist()
+        assert np.allclose([float(v) for _, v in entries], vals)
+    assert "script_score" in json.loads((tmp_path / "bulk.elasticsearch.json").read_text())["query"]["query"]
 
 
 def test_feast_repository_layout(index, tmp_path):
@@ -184,6 +185,7 @@ def test_feast_repository_layout(index, tmp_path):
     table = pq.read_table(repo / "data" / "items.parquet")
     assert str(table.schema.field("indices").type) == "list<element: int32>"
     assert table.num_rows == 80 and "event_timestamp" in table.column_names
+    assert table["encoder_indices"].to_pylist()[3] == f.encoder[3].indices.tolist()
 
 
 FEAST_BIN = os.environ.get("SPARSEIDX_FEAST_BIN") or shutil.which("feast")
@@ -202,7 +204,8 @@ def test_feast_apply_materialize_and_online_read_round_trip(index, tmp_path):
     subprocess.run([feast, "materialize-incremental", "2100-01-01T00:00:00"], cwd=tmp_path / "repo", check=True,
                    env=env, capture_output=True)
     script = ("import json, sys; from feast import FeatureStore; s = FeatureStore('.'); "
-              "r = s.get_online_features(features=['item_embeddings:indices', 'item_embeddings:values'], "
+              "r = s.get_online_features(features=['item_embeddings:indices', 'item_embeddings:values', "
+              "'item_embeddings:encoder_indices', 'item_embeddings:encoder_values', 'item_embeddings:prior'], "
               "entity_rows=[{'item_id': int(i)} for i in sys.argv[1:]]).to_dict(); print(json.dumps(r))")
     out = subprocess.run([python, "-c", script, *map(str, f.item_ids[:10])], cwd=tmp_path / "repo", check=True,
                          env=env, capture_output=True, text=True)
@@ -210,6 +213,9 @@ def test_feast_apply_materialize_and_online_read_round_trip(index, tmp_path):
     for i, (dims, vals) in enumerate(rows_of(f)[:10]):
         assert got["indices"][i] == dims.tolist()
         assert np.array_equal(np.array(got["values"][i], dtype=np.float32), vals)
+        assert got["encoder_indices"][i] == f.encoder[i].indices.tolist()
+        assert np.array_equal(np.array(got["encoder_values"][i], dtype=np.float32), f.encoder[i].data)
+        assert np.float32(got["prior"][i]) == f.priors[i]
 
 
 def test_errors_and_atomic_outputs(index, tmp_path):
@@ -221,8 +227,6 @@ def test_errors_and_atomic_outputs(index, tmp_path):
         export(idx, "nope", str(tmp_path / "x"))
     with pytest.raises(DataError, match="--users.*Parquet only"):
         export(idx, "qdrant", str(tmp_path / "q.jsonl"), users="whatever")
-    with pytest.raises(DataError, match="--split-signs applies to --to elasticsearch"):
-        export(idx, "vespa", str(tmp_path / "v.jsonl"), split_signs=True)
     with pytest.raises(DataError, match="no such file"):
         export(idx, "parquet", str(tmp_path / "i.parquet"), users=str(tmp_path / "nope.txt"))
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary files left
@@ -243,7 +247,7 @@ def test_cli_export(tmp_path):
     assert json.loads(res.stdout)["items"] == 30
     res = runner.invoke(cli, ["export", str(tmp_path / "idx"), "--to", "elasticsearch", "--out",
                               str(tmp_path / "b.ndjson")])
-    assert res.exit_code == 1 and "Error:" in res.output and "negative" in res.output
+    assert res.exit_code == 0 and "b.elasticsearch.json" in res.output
     res = runner.invoke(cli, ["export", str(tmp_path / "idx"), "--to", "nope", "--out", "x"])
     assert res.exit_code == 2
     assert "pgvector" in runner.invoke(cli, ["export", "--help"]).output

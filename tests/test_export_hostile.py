@@ -21,7 +21,7 @@ from helpers import random_factors, random_histories
 
 from sparseidx import Factors, Index
 from sparseidx.errors import DataError, OutputError
-from sparseidx.export import TARGETS, export
+from sparseidx.export import STORES, TARGETS, export
 from sparseidx.export import parquet as parquet_export
 
 HOSTILE_IDS = ["a\tb", "c\nd", "\\N", "e\\f", "quote\"'", "semi;drop table x;--", "ünï", " lead space",
@@ -56,17 +56,20 @@ def out_path(tmp_path, target):
 
 
 def run_export(index, target, out, **options):
-    return export(index, target, str(out), split_signs=target == "elasticsearch", **options)
+    return export(index, target, str(out), **options)
 
 
-def expected_rows(f):
+def expected_rows(f, folded):
     V = f.embeddings
-    return [dict(zip(V.indices[V.indptr[i]: V.indptr[i + 1]].tolist(), V.data[V.indptr[i]: V.indptr[i + 1]]))
+    scale = f.priors if folded else np.ones(V.shape[0])
+    return [dict(zip(V.indices[V.indptr[i]: V.indptr[i + 1]].tolist(), V.data[V.indptr[i]: V.indptr[i + 1]] * scale[i]))
             for i in range(V.shape[0])]
 
 
-def assert_same_vectors(rows, f):
-    for got, want in zip(rows, expected_rows(f), strict=True):
+def assert_same_vectors(rows, f, folded=False):
+    """The rows hold V (or prior * V, as the store targets write it); explicit zeros and the presence dim aside."""
+    for got, want in zip(rows, expected_rows(f, folded), strict=True):
+        got = {d: v for d, v in got.items() if v != 0 and d < N_DIMS}
         assert sorted(got) == list(want) and np.allclose([got[d] for d in want], list(want.values()), rtol=1e-6)
 
 
@@ -87,8 +90,10 @@ def read_milvus(path):
     table = pq.read_table(path)
     assert table.schema.field("item_id").type == pa.string()
     assert json.loads(table.schema.metadata[b"sparseidx"])["kind"] == "milvus"
-    return table["item_id"].to_pylist(), [dict(zip(c["indices"], c["values"])) for c in
-                                          table["embedding"].to_pylist()]
+    cells = table["embedding"].to_pylist()
+    if isinstance(cells[0], list):  # a dense FLOAT_VECTOR (signed weights)
+        return table["item_id"].to_pylist(), [dict(enumerate(c)) for c in cells]
+    return table["item_id"].to_pylist(), [dict(zip(c["indices"], c["values"])) for c in cells]
 
 
 def read_qdrant(path):
@@ -108,8 +113,8 @@ def read_elasticsearch(path):
     lines = json_lines(path)
     actions, docs = lines[::2], lines[1::2]
     assert [a["index"]["_id"] for a in actions] == [d["item_id"] for d in docs]
-    return [d["item_id"] for d in docs], [{**{int(k): v for k, v in d["embedding_pos"].items()},
-                                           **{int(k): -v for k, v in d["embedding_neg"].items()}} for d in docs]
+    return [d["item_id"] for d in docs], [{int(e.split(":")[0]): float(e.split(":")[1]) for e in d["embedding"]}
+                                          for d in docs]
 
 
 def parse_sparsevec(text):
@@ -182,7 +187,7 @@ def test_hostile_string_ids_round_trip_exactly_through_every_target(hostile, tar
     run_export(idx, target, out)
     ids, rows = READERS[target](out)
     assert ids == HOSTILE_IDS
-    assert_same_vectors(rows, f)
+    assert_same_vectors(rows, f, folded=target in STORES)
 
 
 def test_user_export_with_string_user_and_item_ids(tmp_path):
@@ -250,15 +255,17 @@ def test_postgresql_copies_the_pgvector_file_with_exact_ids(hostile, postgres, t
     command = shlex.split(summary["next"])
     assert command[0] == "psql" and command[-2:] == ["<", str(out)]
     with_vector = subprocess.run([*postgres, "-c", "CREATE EXTENSION vector"], capture_output=True).returncode == 0
-    if not with_vector:  # pgvector is not packaged for this PostgreSQL: the vectors load as text
-        command = [arg.replace(f"sparsevec({N_DIMS})", "text") for arg in command]
+    if not with_vector:  # pgvector is not packaged for this PostgreSQL: the vectors load as text, not by the .sql
+        subprocess.run([*postgres, "-c", "CREATE TABLE items (item_id text PRIMARY KEY, embedding text)"],
+                       check=True, capture_output=True)
+        command = [arg for arg in command if arg not in ("-f", command[command.index("-f") + 1])]
     with open(out, "rb") as stdin:
         subprocess.run([*postgres, *command[1:-2]], stdin=stdin, check=True, capture_output=True)
     got = subprocess.run([*postgres, "-At", "-c", "SELECT json_agg(json_build_array(item_id, embedding::text) "
                           "ORDER BY item_id) FROM items"], check=True, capture_output=True, text=True).stdout
     rows = dict(json.loads(got))
     assert sorted(rows) == sorted(HOSTILE_IDS)
-    assert_same_vectors([parse_sparsevec(rows[item]) for item in HOSTILE_IDS], f)
+    assert_same_vectors([parse_sparsevec(rows[item]) for item in HOSTILE_IDS], f, folded=True)
 
 
 # ---- nothing from the index becomes code or shell (item 8) ----------------------------------------------------
@@ -334,7 +341,9 @@ def test_pgvector_load_command_quotes_the_file_name(index, tmp_path):
     out = tmp_path / "it's; rm -rf x $(y).tsv"
     command = shlex.split(run_export(index, "pgvector", out)["next"])
     assert command[:2] == ["psql", "-v"] and command[-2:] == ["<", str(out)]
-    assert "COPY items FROM STDIN" in command and f"embedding sparsevec({N_DIMS}))" in " ".join(command)
+    ddl = command[command.index("-f") + 1]
+    assert "COPY items FROM STDIN" in command and ddl == str(tmp_path / "it's; rm -rf x $(y).sql")
+    assert f"embedding sparsevec({N_DIMS}))" in open(ddl).read()
 
 
 # ---- --overwrite replaces only what sparseidx wrote (item 1) --------------------------------------------------

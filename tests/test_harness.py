@@ -94,14 +94,38 @@ def test_summary_picks_the_fastest_setting_above_the_target_recall():
     assert s["best"]["faiss"] is None
     assert s["sparseidx_thread_scaling"] == {"threads": [1, 2], "min": 1.95, "max": 2.0}
     text = markdown(rows, {"summary": s, "queries": 6, "latency_queries": 6, "n_items": 10}, 20, [1, 2])
-    assert "seismic: fastest at recall >= 0.99: qc=50 (recall 0.9910), p50 5,000 us; sparseidx's p50 is 100.0x lower" in text
+    assert ("seismic: fastest at recall >= 0.99: qc=50 (recall 0.9910), p50 5,000 us; "
+            "sparseidx's p50 is 100.0x lower") in text
     assert "faiss: no setting reaches recall 0.99" in text
     assert "| sparseidx | prune=0.003 | 0.9930 | 50 | 100 | 20,000 | 20,000 | 39,000 | 1.95 |" in text
 
 
-def test_host_costs_are_positive_and_the_top10_pass_is_right():
-    costs = host_costs(1000, postings=1 << 12, repeat=2)
-    assert costs["ns_per_posting"] > 0 and costs["ns_per_item"] > 0
+def test_host_costs_are_the_median_time_per_posting_and_per_item(monkeypatch):
+    from types import SimpleNamespace
+
+    from sparseidx.bench import calibrate
+
+    host_costs(16, postings=64, repeat=1)  # compiled before the clock is scripted
+    # a scripted clock: three repeats, each (start, after the scatter-add, after the top-10 pass), in seconds
+    ticks = iter([0.0, 2e-3, 2.5e-3, 10.0, 10.006, 10.0065, 20.0, 20.004, 20.0052])
+    monkeypatch.setattr(calibrate, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    costs = host_costs(1000, postings=4000, repeat=3)
+    # medians of (2, 6, 4) ms over 4000 postings and of (0.5, 0.5, 1.2) ms over 2^16 scores (longer than 1000 items)
+    assert costs["ns_per_posting"] == pytest.approx(4e-3 / 4000 * 1e9)
+    assert costs["ns_per_item"] == pytest.approx(0.5e-3 / (1 << 16) * 1e9)
+
+
+def test_the_timed_loops_compute_what_they_model():
+    from sparseidx.bench.calibrate import _scatter_add
+
+    rng = np.random.default_rng(2)
+    items = rng.integers(0, 50, 2000).astype(np.uint32)
+    weights = rng.standard_normal(2000).astype(np.float32)
+    acc = np.zeros(50, dtype=np.float32)
+    _scatter_add(items, weights, acc)
+    expected = np.zeros(50, dtype=np.float64)
+    np.add.at(expected, items, weights)
+    assert np.allclose(acc, expected, atol=1e-4)
     scores = np.random.default_rng(1).standard_normal(500).astype(np.float32)
     best = np.empty(10, dtype=np.float32)
     _top10(scores, best)

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import scipy.sparse as sp
-from helpers import random_interactions
-from helpers import random_factors
+from helpers import random_factors, random_interactions
 
+import sparseidx
 from sparseidx import Index
 from sparseidx.data import load_interactions, lookup_ids
 from sparseidx.errors import DataError, MemoryBudgetError
@@ -160,7 +160,8 @@ def test_whole_float_ids_become_integers(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("user,item\n1,2\n1,NaN\n", r"x\.csv: row 2 \(line 3\): id 'NaN' in column 'item' is not a finite"),
     ("user,item\na,\nb,x\n", r"x\.csv: row 1 \(line 2\): missing value in column 'item'"),
-    ("user,item\n1,2\n1,99999999999999999999\n", r"row 2 \(line 3\): id '99999999999999999999' in column 'item' is beyond"),
+    ("user,item\n1,2\n1,99999999999999999999\n",
+     r"row 2 \(line 3\): id '99999999999999999999' in column 'item' is beyond"),
     ("user,item,weight\n1,2,1\n1,3,NaN\n", r"row 2 \(line 3\): weight is not finite \(NaN\) in column 'weight'"),
     ("user,item,weight\n1,2,1\n1,3,-inf\n", r"row 2 \(line 3\): weight is not finite \(-inf\)"),
     ("user,item,weight\n1,2,\n1,3,oops\n", r"row 1 \(line 2\): missing value in column 'weight'"),
@@ -301,13 +302,34 @@ def test_cholesky_budgets_one_and_a_half_buffers():
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_fitters_refuse_non_finite_parameters(fit, param, value):
     X = random_interactions(30, 12, seed=2)
-    with pytest.raises(DataError, match=rf"^{param} must be a finite number, got -?(nan|inf)$"):
+    with pytest.raises(DataError, match=rf"^{param} must be a finite number (> 0|> 1 or 'auto'|in \(0, 1\] or None), "
+                                        r"got -?(nan|inf)$"):
         fit(X, **{param: value})
 
 
 def test_fitters_refuse_parameters_that_are_not_numbers():
     X = random_interactions(30, 12, seed=2)
-    with pytest.raises(DataError, match="^l2 must be a finite number, got '5'$"):
+    with pytest.raises(DataError, match="^l2 must be a finite number > 0, got '5'$"):
         fit_cholesky(X, l2="5")
-    with pytest.raises(DataError, match="^beta must be a finite number, got 'Auto'$"):
+    with pytest.raises(DataError, match="^beta must be a finite number > 1 or 'auto', got 'Auto'$"):
         fit_cholesky(X, beta="Auto")
+
+
+def test_each_parameter_is_declared_once_and_everything_else_follows():
+    """Defaults pass their own checks; the fit functions' signatures and the CLI's options come from them."""
+    import inspect
+
+    from sparseidx.models import MODELS
+    from sparseidx_cli.build import build
+
+    flags = {opt for p in build.params for opt in p.opts}
+    types = {}
+    for name, cls in MODELS.items():
+        assert cls().get_params() == {p.name: p.default for p in cls.params}, name
+        fit = getattr(sparseidx, "fit_" + {"chol": "cholesky", "sansa": "sansa", "puresvd": "puresvd",
+                                           "chol-lowrank": "cholesky_lowrank", "elsa": "elsa",
+                                           "celsa": "compressed_elsa"}[name])
+        assert list(inspect.signature(fit).parameters)[2:] == [p.name for p in cls.params]
+        for p in cls.params:
+            assert types.setdefault(p.name, p.type) is p.type, f"{p.name} has one type on the command line"
+            assert ("--" + p.name.replace("_", "-") in flags) == p.cli, p.name

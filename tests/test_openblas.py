@@ -1,7 +1,7 @@
 """OpenBLAS kernels pinned to the CPU while faiss and CHOLMOD load their own OpenBLAS."""
 
+import json
 import os
-import re
 import subprocess
 import sys
 import types
@@ -74,25 +74,40 @@ def test_import_pinned_loads_once_under_the_pin(monkeypatch):
     assert openblas.import_pinned("sparseidx_test_blas_user", lambda name: pytest.fail("loaded twice")) is module
 
 
-def _openblas_cores(code):
-    """The kernel family each OpenBLAS loaded by ``code`` reports, in load order."""
+CORES = """
+import json, sys
+from threadpoolctl import threadpool_info
+import numpy, scipy.sparse, sparseidx.index.dense, sparseidx.models.sansa
+from sparseidx import openblas
+if sys.argv[1]:
+    openblas.cpu_flags = lambda path=None: set(sys.argv[1].split())  # a CPU with only these flags
+before = {lib["filepath"] for lib in threadpool_info()}
+exec(sys.argv[2])
+print(json.dumps([lib["architecture"] for lib in threadpool_info()
+                  if lib["internal_api"] == "openblas" and lib["filepath"] not in before]))
+"""
+
+
+def _openblas_cores(load: str, flags: set[str] | None) -> list[str]:
+    """The kernel family (threadpoolctl's report) of each OpenBLAS that ``load`` brings in, pinned for ``flags``."""
+    pytest.importorskip("threadpoolctl")
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
-    env["OPENBLAS_VERBOSE"] = "2"
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    return re.findall(r"^Core: (\S+)$", run.stdout + run.stderr, flags=re.MULTILINE)
+    run = subprocess.run([sys.executable, "-c", CORES, " ".join(sorted(flags or ())), load], env=env,
+                         capture_output=True, text=True, check=True)
+    return json.loads(run.stdout)
 
 
 @pytest.mark.parametrize("load", [
     "from sparseidx.index.dense import _faiss; _faiss()",
     "from sparseidx.models.sansa import _cholmod; _cholmod()",
 ])
-def test_a_librarys_own_openblas_runs_this_cpus_kernels(load):
-    expected = openblas.openblas_core(openblas.cpu_flags())
-    if expected is None:
+@pytest.mark.parametrize("flags", [None, {"avx2", "fma", "sse3"}], ids=["this-cpu", "haswell-flags"])
+def test_a_librarys_own_openblas_runs_the_kernels_the_pin_chose(load, flags):
+    """The pin decides: this CPU's best family, and Haswell when the flags say only AVX2 (where it can run)."""
+    real = openblas.cpu_flags()
+    expected = openblas.openblas_core(flags if flags is not None else real)
+    if openblas.openblas_core(real) is None:
         pytest.skip("this CPU has no AVX2: OpenBLAS's own choice stands")
-    imports = "import numpy, scipy.sparse, sparseidx.index.dense, sparseidx.models.sansa\n"
-    before = _openblas_cores(imports)
-    theirs = _openblas_cores(imports + load)[len(before):]
-    if not theirs:
-        pytest.skip("the library links no dynamic-arch OpenBLAS of its own")
+    theirs = _openblas_cores(load, flags)
+    assert theirs, "the library loaded no OpenBLAS of its own (faiss-cpu bundles one, CHOLMOD links the system's)"
     assert theirs == [expected] * len(theirs)

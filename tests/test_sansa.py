@@ -143,9 +143,12 @@ def test_residual_loss_definition():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"factorizer": "lu"}, "unknown factorizer"), ({"l2": 0}, "l2 must be positive"),
-    ({"density": 1e-3, "nnz_per_item": 5}, "not both"), ({"density": 2.0}, "density must be in"),
-    ({"nnz_per_item": 0}, "at least 1"), ({"scans": -1}, "non-negative"),
+    ({"factorizer": "lu"}, "factorizer must be one of auto, cholmod, icf, got 'lu'"),
+    ({"l2": 0}, "l2 must be a finite number > 0, got 0"),
+    ({"density": 1e-3, "nnz_per_item": 5}, "not both"),
+    ({"density": 2.0}, r"density must be a finite number in \(0, 1\]"),
+    ({"nnz_per_item": 0}, "nnz_per_item must be an integer >= 1 or None, got 0"),
+    ({"scans": -1}, "scans must be an integer >= 0, got -1"),
 ])
 def test_invalid_parameters(kwargs, message):
     with pytest.raises(DataError, match=message):
@@ -192,3 +195,50 @@ def test_large_catalogues_order_by_popularity_and_auto_picks_icf(monkeypatch):
     want = Q.toarray() @ ref
     mask = Q.toarray() == 0
     assert np.corrcoef(got[mask], want[mask])[0, 1] > 0.99
+
+
+def test_auto_decides_from_the_stated_budget_not_the_free_memory(monkeypatch, caplog):
+    from sparseidx.models import _memory, sansa
+
+    X = sp.csr_matrix(random_interactions(120, 40, seed=7), dtype=np.float64)
+    need = sansa.predicted_factor_nnz(X) * 12 / 2**30
+    monkeypatch.setattr(_memory, "available_bytes", lambda: 1)  # the machine's free memory plays no part
+    with caplog.at_level("INFO"):
+        f = fit_sansa(X, l2=5.0, memory_budget_gib=2 * need)
+    assert f.params["factorizer"] == "cholmod" and f.params["memory_budget_gib"] == 2 * need
+    assert "within the memory budget" in f.params["factorizer_reason"] and "SANSA factorizer: cholmod" in caplog.text
+    f = fit_sansa(X, l2=5.0, memory_budget_gib=need / 2)
+    assert f.params["factorizer"] == "icf" and "over the memory budget" in f.params["factorizer_reason"]
+    assert fit_sansa(X, l2=5.0).params["memory_budget_gib"] == sansa.DEFAULT_BUDGET_GIB
+    with pytest.raises(DataError, match="memory_budget_gib must be a finite number > 0"):
+        fit_sansa(X, memory_budget_gib=0)
+
+
+def test_finetune_width_reference_is_sansa_11s_and_wide_is_the_scan_block(monkeypatch):
+    from sparseidx.models import sansa
+
+    assert sansa.finetune_width("reference", 24915, 310_000) == 13  # ceil(n x nnz(L) / n^2), as sansa 1.1
+    assert sansa.finetune_width("wide", 24915, 310_000) == 250 and sansa.finetune_width("wide", 500, 9) == 64
+    assert sansa.finetune_width(7, 5, 9) == 5
+    widths = []
+    real = sansa.umr_inverse
+    monkeypatch.setattr(sansa, "umr_inverse", lambda *a, **k: widths.append(k["finetune_width"]) or real(*a, **k))
+    X = random_interactions(200, 80, density=0.1, seed=8)
+    f = fit_sansa(X, l2=5.0, factorizer="cholmod", density=0.05, finetune_width="reference")
+    assert widths == [int(np.ceil(f.params["nnz_factor"] / 80))] == [f.params["finetune_columns"]]
+    assert f.params["finetune_width"] == "reference"
+    with pytest.raises(DataError, match="finetune_width must be an integer >= 1 or 'wide' or 'reference'"):
+        fit_sansa(X, finetune_width="narrow")
+
+
+def test_finetune_updates_exactly_the_worst_width_columns():
+    X = random_interactions(150, 60, density=0.1, seed=9)
+    A = (X.T @ X + 3.0 * sp.identity(60)).tocsc()
+    L = incomplete_cholesky(A, budget=59)
+    L = sp.csc_matrix(L @ sp.diags(1 / L.diagonal()))
+    K0, _ = umr_inverse(L, max_nnz=60 * 60, scans=0, finetune_steps=0)
+    K1, losses = umr_inverse(L, max_nnz=60 * 60, scans=0, finetune_steps=1, finetune_width=3)
+    sq = loss(residual(L, K0))[1]
+    worst = np.argsort(-np.sqrt(sq) / np.sqrt(np.arange(60, 0, -1)))[:3]
+    changed = np.flatnonzero(np.abs(K1 - K0).max(axis=0).toarray().ravel() > 0)
+    assert sorted(changed) == sorted(worst) and losses[-1] < losses[0]

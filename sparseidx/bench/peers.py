@@ -9,6 +9,8 @@ that cannot mask the history fetch k + |history| candidates and drop history ite
 
 from __future__ import annotations
 
+import functools
+
 import os
 
 import numpy as np
@@ -31,11 +33,11 @@ class Sparseidx:
         return self.sweep
 
     def batch(self, H, k, setting, threads):
-        res = self.index.search_detailed(H, k, threads=threads, **setting)
+        res = self.index.search_detailed(H, k, options(self.index, setting, threads))
         return res.ids, float(res.postings.mean()), float(res.entries.mean())
 
     def single(self, row, k, setting):
-        return self.index.search_detailed(row, k, threads=1, **setting).ids
+        return self.index.search_detailed(row, k, options(self.index, setting, 1)).ids
 
     def nbytes(self) -> int:
         from ..index import format as fmt
@@ -180,12 +182,23 @@ class Faiss:
         return self.sweep
 
     def batch(self, H, k, setting, threads):
-        return self.index.search_detailed(H, k, threads=threads, **setting).ids, float("nan"), float("nan")
+        return self.index.search_detailed(H, k, options(self.index, setting, threads)).ids, float("nan"), float("nan")
 
     def single(self, row, k, setting):
-        return self.index.search_detailed(row, k, threads=1, **setting).ids
+        return self.index.search_detailed(row, k, options(self.index, setting, 1)).ids
 
     def nbytes(self) -> int:
         from ..index import format as fmt
 
         return fmt.index_bytes(self.index.manifest)
+
+
+@functools.lru_cache(maxsize=256)
+def _options(index, setting: tuple, threads: int | None):
+    return index.Options(threads=threads, **dict(setting))
+
+
+def options(index, setting: dict, threads: int | None):
+    """The index's options object for a sweep setting on ``threads`` threads, made once per setting (as a
+    caller would), so that timings hold the query, not the options' validation."""
+    return _options(index, tuple(sorted(setting.items())), threads)

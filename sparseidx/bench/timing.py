@@ -16,14 +16,15 @@ def single_query_latency(index, histories: sp.csr_matrix, k: int = 20, repeat: i
     mean number of postings scanned.
     """
     histories = sp.csr_matrix(histories)
-    index.search_detailed(histories[:1], k, threads=1, **options)
+    options = index.Options.parse(options, threads=1)  # made once, as a caller would
+    index.search_detailed(histories[:1], k, options)
     times = []
     postings = []
     for _ in range(repeat):
         for q in range(histories.shape[0]):
             row = histories[q]
             t0 = time.perf_counter()
-            res = index.search_detailed(row, k, threads=1, **options)
+            res = index.search_detailed(row, k, options)
             times.append(time.perf_counter() - t0)
             postings.append(res.postings[0])
     us = np.array(times) * 1e6
@@ -35,11 +36,12 @@ def single_query_latency(index, histories: sp.csr_matrix, k: int = 20, repeat: i
 def batch_throughput(index, histories: sp.csr_matrix, k: int = 20, threads: int | None = None,
                      repeat: int = 3, **options) -> dict:
     """Queries per second of one batched call over all histories (median of ``repeat`` runs)."""
-    index.search_detailed(histories[: min(64, histories.shape[0])], k, threads=threads, **options)
+    options = index.Options.parse(options, threads=threads)
+    index.search_detailed(histories[: min(64, histories.shape[0])], k, options)
     runs = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        index.search_detailed(histories, k, threads=threads, **options)
+        index.search_detailed(histories, k, options)
         runs.append(time.perf_counter() - t0)
     seconds = float(np.median(runs))
     return {"qps": histories.shape[0] / seconds, "seconds": seconds, "queries": int(histories.shape[0]),

@@ -2,7 +2,9 @@
 
 Layout of the output directory:
 
-- ``data/items.parquet``: item_id, indices (int32), values (float32), event_timestamp
+- ``data/items.parquet``: item_id, indices (int32), values (float32), prior, the encoder row
+  (encoder_indices, encoder_values) and event_timestamp: a user vector u = sum of the
+  encoder rows of the user's items, and scores prior * <u, V_i>, come from the store alone
 - ``feature_store.yaml``: local provider, SQLite online store, file offline store
 - ``features.py``: an Entity on item_id, a FileSource and a FeatureView with
   ``Array(Int32)`` / ``Array(Float32)`` fields (never a vector index: Feast has no
@@ -29,7 +31,7 @@ import pyarrow.parquet as pq
 from ..errors import DataError
 from ..files import OutputKind, atomic_output
 from .parquet import id_column, id_type, list_column
-from .rows import item_parts, progress_batches, sparse_index
+from .rows import csr_parts, factors_of, progress_batches, sparse_index
 
 FEATURE_STORE_YAML = """\
 project: {project}
@@ -72,10 +74,13 @@ item_embeddings = FeatureView(
         Field(name="indices", dtype=Array(Int32)),
         Field(name="values", dtype=Array(Float32)),
         Field(name="prior", dtype=Float32),
+        Field(name="encoder_indices", dtype=Array(Int32)),
+        Field(name="encoder_values", dtype=Array(Float32)),
     ],
     source=item_source,
     online=True,
-    description=f"Sparse item embeddings of the model {{MODEL}}: indices into {{N_DIMS}} dimensions and their values.",
+    description=f"Sparse item embeddings of the model {{MODEL}} over {{N_DIMS}} dimensions: V_i (indices, values), "
+                "the prior and the encoder row E_i; u = sum of E_i over a history, score = prior * <u, V_i>.",
 )
 '''
 
@@ -87,8 +92,8 @@ REPOSITORY_ENTRIES = ("feature_store.yaml", "features.py", ".feastignore", "data
                       "data/*.db-shm", "__pycache__", "__pycache__/features.*.pyc")
 
 
-def _repository_foreign(path: str) -> str | None:
-    """None when ``path`` is a Feast repository sparseidx exported, else why it is not one."""
+def repository_foreign(path: str, entries: tuple[str, ...] = REPOSITORY_ENTRIES) -> str | None:
+    """None when ``path`` is a Feast repository sparseidx exported (holding only ``entries``), else why not."""
     try:
         with open(os.path.join(path, "features.py"), encoding="utf-8", errors="replace") as fh:
             ours = fh.read(len(DOCSTRING_START)) == DOCSTRING_START
@@ -96,7 +101,7 @@ def _repository_foreign(path: str) -> str | None:
         ours = False
     if not ours or not os.path.isfile(os.path.join(path, "feature_store.yaml")):
         return "it has no feature_store.yaml and features.py written by sparseidx"
-    strangers = [rel for rel in _entries(path) if not any(fnmatch.fnmatchcase(rel, p) for p in REPOSITORY_ENTRIES)]
+    strangers = [rel for rel in _entries(path) if not any(fnmatch.fnmatchcase(rel, p) for p in entries)]
     if strangers:
         more = f" (and {len(strangers) - 1} more)" if len(strangers) > 1 else ""
         return f"it holds {strangers[0]!r}{more}, which neither sparseidx nor feast wrote"
@@ -112,7 +117,7 @@ def _entries(path: str) -> list[str]:
     return sorted(found)
 
 
-REPOSITORY = OutputKind("a Feast repository", True, _repository_foreign)
+REPOSITORY = OutputKind("a Feast repository", True, repository_foreign)
 
 
 def _n_dims(index) -> int:
@@ -132,21 +137,29 @@ def features_py(index, integer_ids: bool) -> str:
 def write_feast(index, out: str, overwrite: bool = False, project: str = "sparseidx") -> dict:
     """Write a Feast repository for the item embeddings into directory ``out`` (atomically)."""
     index = sparse_index(index)
-    id_arrow = id_type(index.item_ids)
+    factors = factors_of(index)
+    e_indptr, e_dims, e_weights = csr_parts(factors.encoder)
+    id_arrow = id_type(factors.item_ids)
     code = features_py(index, pa.types.is_integer(id_arrow))
     stamp = pa.scalar(datetime.now(timezone.utc).replace(microsecond=0), type=pa.timestamp("us", tz="UTC"))
     schema = pa.schema([pa.field("item_id", id_arrow), pa.field("indices", pa.list_(pa.int32())),
                         pa.field("values", pa.list_(pa.float32())), pa.field("prior", pa.float32()),
+                        pa.field("encoder_indices", pa.list_(pa.int32())),
+                        pa.field("encoder_values", pa.list_(pa.float32())),
                         pa.field("event_timestamp", pa.timestamp("us", tz="UTC"))])
     with atomic_output(out, REPOSITORY, overwrite) as tmp:
         os.makedirs(os.path.join(tmp, "data"))
         with pq.ParquetWriter(os.path.join(tmp, "data", "items.parquet"), schema) as writer:
-            for b in progress_batches(*item_parts(index), index.item_ids, "items"):
+            for b in progress_batches(*csr_parts(factors.embeddings), factors.item_ids, "items"):
                 n = len(b)
+                a, z = e_indptr[b.start], e_indptr[b.start + n]
+                rows = e_indptr[b.start: b.start + n + 1] - a
                 writer.write_table(pa.table({
                     "item_id": id_column(b.ids, id_arrow), "indices": list_column(b.indptr, b.dims, np.int32),
                     "values": list_column(b.indptr, b.weights, np.float32),
-                    "prior": pa.array(np.asarray(index.priors[b.start: b.start + n], dtype=np.float32)),
+                    "prior": pa.array(np.asarray(factors.priors[b.start: b.start + n], dtype=np.float32)),
+                    "encoder_indices": list_column(rows, e_dims[a:z], np.int32),
+                    "encoder_values": list_column(rows, e_weights[a:z], np.float32),
                     "event_timestamp": pa.repeat(stamp, n),
                 }, schema=schema))
         for name, text in (("feature_store.yaml", FEATURE_STORE_YAML.format(project=project)),

@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 
 from ..errors import DataError
 from ..files import OutputKind, atomic_output
-from .rows import item_parts, load_histories, progress_batches, sparse_index, user_batches
+from ..plain import json_default
+from .rows import csr_parts, factors_of, load_histories, progress_batches, same_matrix, user_batches
 
 META_KEY = b"sparseidx"
 
@@ -65,14 +66,18 @@ def list_column(indptr: np.ndarray, values: np.ndarray, dtype) -> pa.ListArray:
     return pa.ListArray.from_arrays(pa.array(indptr.astype(np.int32)), pa.array(values.astype(dtype)))
 
 
-def metadata(index, kind: str, shared_encoder: bool) -> dict:
-    """Schema metadata of a sparseidx Parquet export of ``kind``: counts, model and meaning of the columns."""
+def description(index, kind: str, **more) -> dict:
+    """What a sparseidx export of ``kind`` holds: counts, model, and how scores are computed (plus ``more``)."""
     m = index.manifest
-    return {META_KEY: json.dumps({
-        "kind": kind, "n_dims": int(index.n_dims), "n_items": int(index.n_items), "model": m.get("model"),
-        "index_format_version": m.get("format_version"), "created_by": m.get("created_by"),
-        "score": "prior_i * <u, V_i> with u = x E", "encoder_equals_embeddings": shared_encoder,
-        "params": m.get("params", {})}).encode()}
+    return {"kind": kind, "n_dims": int(index.n_dims), "n_items": int(index.n_items), "model": m.get("model"),
+            "index_format_version": m.get("format_version"), "created_by": m.get("created_by"),
+            "score": "prior_i * <u, V_i> with u = x E", **more, "params": m.get("params", {})}
+
+
+def metadata(index, kind: str, shared_encoder: bool, **more) -> dict:
+    """Schema metadata of a sparseidx Parquet export of ``kind``: ``description`` under the key ``sparseidx``."""
+    meta = description(index, kind, encoder_equals_embeddings=shared_encoder, **more)
+    return {META_KEY: json.dumps(meta, default=json_default).encode()}
 
 
 def write_parquet(index, out: str, overwrite: bool = False, users: str | None = None) -> dict:
@@ -80,15 +85,15 @@ def write_parquet(index, out: str, overwrite: bool = False, users: str | None = 
 
     The histories are read before anything is written, and the two files appear together or not at all.
     """
-    index = sparse_index(index)
+    factors = factors_of(index)
     histories = load_histories(index, users) if users is not None else None
     users_out = users_path(out)
     with contextlib.ExitStack() as both:
         items_tmp = both.enter_context(atomic_output(out, ITEMS_FILE, overwrite))
         if histories is not None:
             users_tmp = both.enter_context(atomic_output(users_out, USERS_FILE, overwrite))
-            n_users = _write_users(index, histories, users_tmp)
-        n_items = _write_items(index, items_tmp)
+            n_users = _write_users(index, factors, histories, users_tmp)
+        n_items = _write_items(index, factors, items_tmp)
     summary = {"target": "parquet", "out": out, "items": n_items, "bytes": os.path.getsize(out)}
     if histories is not None:
         summary["users"] = {"target": "parquet", "out": users_out, "users": n_users,
@@ -96,14 +101,14 @@ def write_parquet(index, out: str, overwrite: bool = False, users: str | None = 
     return summary
 
 
-def _write_items(index, path: str) -> int:
+def _write_items(index, factors, path: str) -> int:
     """Write the item rows to ``path``, one row group per batch; returns the row count."""
-    shared = index.forward is None
-    e_parts = (index.e_indptr, index.e_dims, index.e_weights)
-    ids = id_type(index.item_ids)
+    shared = same_matrix(factors.encoder, factors.embeddings)
+    e_parts = csr_parts(factors.encoder)
+    ids = id_type(factors.item_ids)
     fields = [pa.field("item_id", ids), pa.field("indices", pa.list_(pa.uint32())),
               pa.field("values", pa.list_(pa.float32())), pa.field("prior", pa.float32())]
-    if index.popularity is not None:
+    if factors.popularity is not None:
         fields.append(pa.field("popularity", pa.int64()))
     if not shared:
         fields += [pa.field("encoder_indices", pa.list_(pa.uint32())),
@@ -111,13 +116,13 @@ def _write_items(index, path: str) -> int:
     schema = pa.schema(fields, metadata=metadata(index, "items", shared))
     rows = 0
     with pq.ParquetWriter(path, schema) as writer:
-        for b in progress_batches(*item_parts(index), index.item_ids, "items"):
+        for b in progress_batches(*csr_parts(factors.embeddings), factors.item_ids, "items"):
             sl = slice(b.start, b.start + len(b))
             cols = {"item_id": id_column(b.ids, ids), "indices": list_column(b.indptr, b.dims, np.uint32),
                     "values": list_column(b.indptr, b.weights, np.float32),
-                    "prior": pa.array(np.asarray(index.priors[sl], dtype=np.float32))}
-            if index.popularity is not None:
-                cols["popularity"] = pa.array(np.asarray(index.popularity[sl], dtype=np.int64))
+                    "prior": pa.array(np.asarray(factors.priors[sl], dtype=np.float32))}
+            if factors.popularity is not None:
+                cols["popularity"] = pa.array(np.asarray(factors.popularity[sl], dtype=np.int64))
             if not shared:
                 a, z = e_parts[0][b.start], e_parts[0][b.start + len(b)]
                 e_indptr = np.asarray(e_parts[0][b.start: b.start + len(b) + 1]) - a
@@ -128,15 +133,15 @@ def _write_items(index, path: str) -> int:
     return rows
 
 
-def _write_users(index, histories, path: str) -> int:
+def _write_users(index, factors, histories, path: str) -> int:
     """Write user embeddings u = x E of the loaded ``histories`` to ``path``, streaming; returns the user count."""
     ids = id_type(histories.user_ids)
     schema = pa.schema([pa.field("user_id", ids), pa.field("indices", pa.list_(pa.uint32())),
                         pa.field("values", pa.list_(pa.float32()))],
-                       metadata=metadata(index, "users", index.forward is None))
+                       metadata=metadata(index, "users", same_matrix(factors.encoder, factors.embeddings)))
     users = 0
     with pq.ParquetWriter(path, schema) as writer:
-        for user_ids, U in user_batches(index, histories):
+        for user_ids, U in user_batches(factors.encoder, histories):
             indptr = U.indptr.astype(np.int64)
             writer.write_table(pa.table({"user_id": id_column(user_ids, ids),
                                          "indices": list_column(indptr, U.indices, np.uint32),

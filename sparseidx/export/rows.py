@@ -1,7 +1,7 @@
 """Streaming access to an index's embeddings in row batches.
 
-Batches are bounded by a number of non-zeros, so memory stays flat whatever the
-catalogue size; item rows are read straight from the memory-mapped index.
+Batches are bounded by a number of non-zeros, so the files are written in bounded
+pieces; the matrices come from the index's public ``to_factors`` (held in memory).
 """
 
 from __future__ import annotations
@@ -44,9 +44,20 @@ def sparse_index(index):
     return index
 
 
-def item_parts(index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSR parts (indptr, dims, weights) of the item embeddings V as indexed."""
-    return index.forward if index.forward is not None else (index.e_indptr, index.e_dims, index.e_weights)
+def factors_of(index):
+    """The index's Factors (encoder, item embeddings as indexed, priors, ids) through its public ``to_factors``."""
+    return sparse_index(index).to_factors()
+
+
+def csr_parts(M: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR parts (indptr, dims, weights) of a matrix, for ``batches``."""
+    return M.indptr, M.indices, M.data
+
+
+def same_matrix(A: sp.csr_matrix, B: sp.csr_matrix) -> bool:
+    """Whether two canonical CSR matrices hold the same entries (the encoder is then the item embeddings)."""
+    return (A.shape == B.shape and A.nnz == B.nnz and np.array_equal(A.indptr, B.indptr)
+            and np.array_equal(A.indices, B.indices) and np.array_equal(A.data, B.data))
 
 
 def batches(indptr, dims, weights, ids, max_entries: int = MAX_BATCH_ENTRIES):
@@ -80,10 +91,9 @@ def load_histories(index, path: str):
     return histories
 
 
-def user_batches(index, histories):
+def user_batches(encoder: sp.csr_matrix, histories):
     """Yield (user ids, U = X E) for loaded histories, a batch of users at a time (bounded memory)."""
-    E = sp.csr_matrix((np.asarray(index.e_weights), np.asarray(index.e_dims), np.asarray(index.e_indptr)),
-                      shape=(index.n_items, index.n_dims))
+    E = encoder
     X = sp.csr_matrix(histories.X, dtype=np.float32)
     with counter(X.shape[0], "users") as progress:
         for s in range(0, X.shape[0], USERS_PER_BATCH):

@@ -1,17 +1,16 @@
-"""Sparse-vector formats of the major vector stores, written as streaming files.
+"""Line-oriented store exports (Qdrant, pgvector) and what recognises every store file sparseidx writes.
 
-- Milvus: Parquet with ``id`` int64, ``item_id`` and a ``embedding``
-  ``struct<indices: list<uint32>, values: list<float32>>`` column (bulk import of a
-  SPARSE_FLOAT_VECTOR field).
-- Qdrant: JSONL points ``{"id", "vector": {NAME: {"indices", "values"}}, "payload"}``.
-- pgvector: PostgreSQL's COPY text format (tab-separated, backslash escapes) with
-  ``item_id`` and ``sparsevec`` text ``{i:v,...}/dims`` with 1-based indices, ready for
-  ``psql -c 'COPY items FROM STDIN' < FILE`` (HNSW on sparsevec takes at most 1,000
-  non-zeros: warned).
-- Vespa: JSONL feed of ``put`` operations with a mapped tensor ``tensor<float>(d{})``.
-- Elasticsearch / OpenSearch: NDJSON bulk with a ``sparse_vector`` / ``rank_features``
-  object; these take strictly positive weights only, so negative weights are refused
-  or, on request, split into ``NAME_pos`` and ``NAME_neg`` (absolute values) fields.
+- Qdrant: JSONL points ``{"id", "vector": {NAME: {"indices", "values"}}, "payload"}`` with a
+  ``.qdrant.json`` companion (collection config and query). Qdrant takes signed weights. Every
+  vector also holds a *presence* dimension (index n_dims, value 1): a query that adds it with a
+  tiny weight reaches every item, so items sharing no dimension with u (score 0) rank above
+  negative scores, as in sparseidx; without it Qdrant returns only items sharing a dimension.
+- pgvector: PostgreSQL's COPY text format (tab-separated, backslash escapes) with ``item_id``
+  and ``sparsevec`` text ``{i:v,...}/dims`` (1-based), a ``.sql`` companion creating the table
+  and a ``.query.sql`` companion ranking by ``<#>`` (exact scan). HNSW on sparsevec takes at
+  most 1,000 non-zeros: warned.
+
+Vector values are those of ``vectors.store_vectors`` (priors folded in by default).
 """
 
 from __future__ import annotations
@@ -23,18 +22,16 @@ import shlex
 from typing import Callable
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ..errors import DataError
-from ..files import OutputKind, atomic_output
-from ..plain import plain
+from ..files import OutputKind
+from ..plain import json_default, plain
 from ..progress import log
-from .parquet import id_column, id_type, list_column, metadata, parquet_kind
-from .rows import item_parts, progress_batches, sparse_index
+from .companions import companion_path, json_kind, text_kind, written_together, write_json, write_text
+from .parquet import parquet_kind
 
 PGVECTOR_HNSW_MAX_NNZ = 1000
 MAX_FIRST_LINE = 1 << 26  # bytes read to recognise a previous export by its first line
+PRESENCE_WEIGHT = 1e-30  # the presence dimension's query weight: far below any score's float32 resolution
 
 
 def _json_line(line: bytes):
@@ -86,44 +83,55 @@ PGVECTOR_FILE = lines_kind("a pgvector COPY file", "an item id, a tab and sparse
 VESPA_FILE = lines_kind("a Vespa JSONL feed", 'a Vespa put {"put": "id:...", "fields": {...}}', _is_vespa)
 ELASTICSEARCH_FILE = lines_kind("an Elasticsearch NDJSON bulk body", 'a bulk action {"index": {"_index": ...}}',
                                 _is_elasticsearch)
+GUIDE = json_kind("a sparseidx store guide (JSON)")
+SQL_MARKER = "-- sparseidx pgvector"
+SQL_FILE = text_kind("a sparseidx pgvector SQL file", SQL_MARKER)
 
 
-def _item_batches(index):
-    return progress_batches(*item_parts(sparse_index(index)), index.item_ids, "items")
+def companions(target: str, out: str) -> list[tuple[str, OutputKind]]:
+    """The companion files of a store export ``out`` of ``target``, with their kinds."""
+    from .vespa import SCHEMA_FILE
+
+    extra = {"pgvector": [(".sql", SQL_FILE), (".query.sql", SQL_FILE)], "vespa": [(".sd", SCHEMA_FILE)]}
+    return [(companion_path(out, f".{target}.json"), GUIDE)] + \
+        [(companion_path(out, suffix), kind) for suffix, kind in extra.get(target, [])]
 
 
-def write_milvus(index, out: str, overwrite: bool = False, field: str = "embedding") -> dict:
-    """Parquet for Milvus bulk import: id, item_id and the sparse vector as a struct column."""
-    index = sparse_index(index)
-    ids = id_type(index.item_ids)
-    struct = pa.struct([pa.field("indices", pa.list_(pa.uint32())), pa.field("values", pa.list_(pa.float32()))])
-    schema = pa.schema([pa.field("id", pa.int64()), pa.field("item_id", ids), pa.field(field, struct)],
-                       metadata=metadata(index, "milvus", index.forward is None))
-    with atomic_output(out, MILVUS_FILE, overwrite) as tmp, pq.ParquetWriter(tmp, schema) as writer:
-        for b in _item_batches(index):
-            vec = pa.StructArray.from_arrays([list_column(b.indptr, b.dims, np.uint32),
-                                              list_column(b.indptr, b.weights, np.float32)],
-                                             fields=list(struct))
-            writer.write_table(pa.table({"id": pa.array(np.arange(b.start, b.start + len(b), dtype=np.int64)),
-                                         "item_id": id_column(b.ids, ids), field: vec}, schema=schema))
-    return {"target": "milvus", "out": out, "items": index.n_items, "bytes": os.path.getsize(out)}
-
-
-def _write_lines(index, out, overwrite, kind, target, line_of_row) -> dict:
-    with atomic_output(out, kind, overwrite) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
-        for b in _item_batches(index):
+def write_lines(vectors, path: str, line_of_row) -> None:
+    """Write one text line (or more) per item: ``line_of_row(row, item_id, dims, weights)``."""
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        for b in vectors.batches():
             for r in range(len(b)):
                 dims, weights = b.row(r)
                 fh.write(line_of_row(b.start + r, plain(b.ids[r]), dims, weights))
-    return {"target": target, "out": out, "items": index.n_items, "bytes": os.path.getsize(out)}
 
 
-def write_qdrant(index, out: str, overwrite: bool = False, field: str = "embedding") -> dict:
-    """JSONL points for Qdrant (ids are the item's row number; the item id is in the payload)."""
+def summary(target: str, out: str, vectors, files: list[str], **more) -> dict:
+    """What an export wrote: its files, item count and size."""
+    return {"target": target, "out": out, "items": len(vectors.item_ids), "bytes": os.path.getsize(out),
+            "companions": files, "priors_folded": vectors.folded, **more}
+
+
+def write_qdrant(index, vectors, out: str, overwrite: bool = False, field: str = "embedding") -> dict:
+    """JSONL points for Qdrant (ids are the item's row number; the item id is in the payload) and the guide."""
+    presence = vectors.n_dims
+
     def line(row, item_id, dims, weights):
-        return json.dumps({"id": row, "vector": {field: {"indices": dims.tolist(), "values": weights.tolist()}},
-                           "payload": {"item_id": item_id}}) + "\n"
-    return _write_lines(sparse_index(index), out, overwrite, QDRANT_FILE, "qdrant", line)
+        vector = {"indices": dims.tolist() + [presence], "values": weights.tolist() + [1.0]}
+        return json.dumps({"id": row, "vector": {field: vector}, "payload": {"item_id": item_id}}) + "\n"
+    guide = {"sparseidx": vectors.describe(index, "qdrant", presence_dimension=presence,
+                                           presence_query_weight=PRESENCE_WEIGHT),
+             "collection": {"sparse_vectors_config": {field: {}}},
+             "load": "upsert each line as a point: PointStruct(id, vector={NAME: SparseVector(indices, values)}, "
+                     "payload)",
+             "query": {"using": field, "query": {"indices": "the dims of u, then presence_dimension",
+                                                 "values": "the values of u, then presence_query_weight"},
+                       "limit": 20}}
+    outputs = [(out, QDRANT_FILE)] + companions("qdrant", out)
+    with written_together(outputs, overwrite) as (tmp, guide_tmp):
+        write_lines(vectors, tmp, line)
+        write_json(guide_tmp, guide)
+    return summary("qdrant", out, vectors, [p for p, _ in outputs[1:]])
 
 
 def sparsevec_text(dims: np.ndarray, weights: np.ndarray, n_dims: int) -> str:
@@ -140,64 +148,50 @@ def copy_field(value) -> str:
     return str(value).translate(_COPY_ESCAPES)
 
 
-def write_pgvector(index, out: str, overwrite: bool = False) -> dict:
-    """item_id and sparsevec text in PostgreSQL's COPY text format, for a ``sparsevec(dims)`` column."""
-    index = sparse_index(index)
-    lengths = np.diff(np.asarray(item_parts(index)[0]))
+PGVECTOR_QUERY = """\
+-- run: psql -v u='{{1:0.5,7:-1.25}}/{n_dims}' -v k=20 -f THIS_FILE
+-- u is the user vector u = x E as sparsevec text (1-based dims); <#> is the negative inner product,
+-- so the exact scan below returns the k items of largest <u, v_i>.
+SELECT item_id, -(embedding <#> :'u'::sparsevec) AS score
+FROM items
+ORDER BY embedding <#> :'u'::sparsevec, item_id
+LIMIT :k;
+"""
+
+
+def write_pgvector(index, vectors, out: str, overwrite: bool = False) -> dict:
+    """item_id and sparsevec text in COPY text format, the table DDL (.sql) and the query (.query.sql)."""
+    lengths = np.diff(vectors.matrix.indptr)
     over = int((lengths > PGVECTOR_HNSW_MAX_NNZ).sum())
     if over:
         log.warning("Warning: %d items have more than %d non-zeros; pgvector's HNSW index on sparsevec takes at "
                     "most %d (exact search still works)", over, PGVECTOR_HNSW_MAX_NNZ, PGVECTOR_HNSW_MAX_NNZ)
+    n_dims = vectors.n_dims
+    meta = json.dumps(vectors.describe(index, "pgvector"), default=json_default)
+    ddl = (f"{SQL_MARKER} table: {meta}\nCREATE EXTENSION IF NOT EXISTS vector;\n"
+           + create_table(vectors.item_ids.dtype.kind in "iu", n_dims) + ";\n")
+    query = f"{SQL_MARKER} query: {meta}\n" + PGVECTOR_QUERY.format(n_dims=n_dims)
 
     def line(row, item_id, dims, weights):
-        return f"{copy_field(item_id)}\t{sparsevec_text(dims, weights, index.n_dims)}\n"
-    summary = _write_lines(index, out, overwrite, PGVECTOR_FILE, "pgvector", line)
-    summary["next"] = pgvector_load_command(out, index.item_ids.dtype.kind in "iu", index.n_dims)
-    summary["items_over_hnsw_limit"] = over
-    return summary
+        return f"{copy_field(item_id)}\t{sparsevec_text(dims, weights, n_dims)}\n"
+    outputs = [(out, PGVECTOR_FILE)] + companions("pgvector", out)
+    with written_together(outputs, overwrite) as (tmp, guide_tmp, ddl_tmp, query_tmp):
+        write_lines(vectors, tmp, line)
+        write_json(guide_tmp, {"sparseidx": vectors.describe(index, "pgvector"), "table": ddl,
+                               "query": PGVECTOR_QUERY.format(n_dims=n_dims)})
+        write_text(ddl_tmp, ddl)
+        write_text(query_tmp, query)
+    return summary("pgvector", out, vectors, [p for p, _ in outputs[1:]], items_over_hnsw_limit=over,
+                   next=pgvector_load_command(out, outputs[2][0]))
 
 
-def pgvector_load_command(out: str, integer_ids: bool, n_dims: int) -> str:
-    """A shell command creating the table ``items`` and loading the COPY file ``out`` into it through psql."""
-    create = (f"CREATE TABLE items (item_id {'bigint' if integer_ids else 'text'} PRIMARY KEY, "
-              f"embedding sparsevec({int(n_dims)}))")
-    return shlex.join(["psql", "-v", "ON_ERROR_STOP=1", "-c", create, "-c", "COPY items FROM STDIN"]) \
+def create_table(integer_ids: bool, n_dims: int) -> str:
+    """The DDL of the table ``items`` the COPY file loads into."""
+    return (f"CREATE TABLE items (item_id {'bigint' if integer_ids else 'text'} PRIMARY KEY, "
+            f"embedding sparsevec({int(n_dims)}))")
+
+
+def pgvector_load_command(out: str, ddl: str) -> str:
+    """A shell command creating the table ``items`` (from the .sql file) and loading the COPY file into it."""
+    return shlex.join(["psql", "-v", "ON_ERROR_STOP=1", "-f", ddl, "-c", "COPY items FROM STDIN"]) \
         + " < " + shlex.quote(out)
-
-
-def write_vespa(index, out: str, overwrite: bool = False, field: str = "embedding",
-                namespace: str = "sparseidx", doctype: str = "item") -> dict:
-    """Vespa JSONL feed: one put per item with a mapped tensor field ``tensor<float>(d{})``."""
-    def line(row, item_id, dims, weights):
-        cells = {str(d): float(w) for d, w in zip(dims.tolist(), weights.tolist())}
-        return json.dumps({"put": f"id:{namespace}:{doctype}::{item_id}",
-                           "fields": {"item_id": item_id, field: cells}}) + "\n"
-    return _write_lines(sparse_index(index), out, overwrite, VESPA_FILE, "vespa", line)
-
-
-def write_elasticsearch(index, out: str, overwrite: bool = False, field: str = "embedding",
-                        index_name: str = "items", split_signs: bool = False) -> dict:
-    """NDJSON bulk body for Elasticsearch / OpenSearch ``sparse_vector`` / ``rank_features`` fields."""
-    index = sparse_index(index)
-    weights_all = np.asarray(item_parts(index)[2])
-    negative = int((weights_all < 0).sum())
-    if negative and not split_signs:
-        raise DataError(f"{negative:,} of {len(weights_all):,} embedding weights are negative, but Elasticsearch "
-                        "and OpenSearch sparse_vector / rank_features take strictly positive values; pass "
-                        "--split-signs to write them as two fields (NAME_pos, NAME_neg with absolute values) "
-                        "and score <u,v> = u+.v+ + u-.v- - u+.v- - u-.v+")
-
-    def line(row, item_id, dims, weights):
-        doc = {"item_id": item_id}
-        keys = [str(d) for d in dims.tolist()]
-        vals = weights.tolist()
-        if split_signs:
-            doc[f"{field}_pos"] = {k: v for k, v in zip(keys, vals) if v > 0}
-            doc[f"{field}_neg"] = {k: -v for k, v in zip(keys, vals) if v < 0}
-        else:
-            doc[field] = dict(zip(keys, vals))
-        action = {"index": {"_index": index_name, "_id": str(item_id)}}
-        return json.dumps(action) + "\n" + json.dumps(doc) + "\n"
-    summary = _write_lines(index, out, overwrite, ELASTICSEARCH_FILE, "elasticsearch", line)
-    summary["negative_weights"] = negative
-    return summary

@@ -1,20 +1,37 @@
-"""Indexes with one search contract: ``search(histories, k) -> (scores, ids)``."""
+"""Indexes with one search contract: ``search(histories, k, options, exclude=, allow=) -> (scores, ids)``."""
 
 from __future__ import annotations
 
 import os
 
-from ..factors import Factors
+from ..errors import DataError
+from ..factors import DenseFactors, Factors
 from . import format as fmt
-from .sparse import SearchResult, SparseIndex
+from .base import SearchIndex, SearchResult
+from .options import FaissSearchOptions, SearchOptions, SparseSearchOptions
+from .sparse import SparseIndex
+
+BACKENDS = ("sparse", "faiss")
 
 
 class Index:
     """Entry point: build an index from factors, or open one from disk whatever its backend."""
 
     @staticmethod
-    def build(factors: Factors, **options) -> SparseIndex:
-        """A sparse inverted index over the factors (see ``SparseIndex.build`` for options)."""
+    def build(factors: Factors | DenseFactors, backend: str | None = None, **options) -> SearchIndex:
+        """An index over the factors: ``sparse`` (inverted lists; options of ``SparseIndex.build``) or
+        ``faiss`` (options of ``DenseIndex.build``); by default sparse for sparse factors, FAISS for dense."""
+        if backend is None:
+            backend = "faiss" if isinstance(factors, DenseFactors) else "sparse"
+        if backend not in BACKENDS:
+            raise DataError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if backend == "faiss":
+            from .dense import DenseIndex
+
+            return DenseIndex.build(factors, **options)
+        if isinstance(factors, DenseFactors):
+            raise DataError(f"model {factors.model!r} gives dense embeddings: use the faiss backend "
+                            "(--backend faiss)")
         return SparseIndex.build(factors, **options)
 
     @staticmethod
@@ -49,4 +66,5 @@ def _open(files: fmt.IndexFiles, verify: bool):
     return SparseIndex.open(files.path, verify=verify, files=files)
 
 
-__all__ = ["Index", "SparseIndex", "SearchResult"]
+__all__ = ["Index", "SearchIndex", "SparseIndex", "SearchResult", "SearchOptions", "SparseSearchOptions",
+           "FaissSearchOptions", "BACKENDS"]

@@ -1,10 +1,13 @@
 """The FAISS-backed index for dense low-rank embeddings, with the sparse index's search contract.
 
 Priors are folded into the stored vectors (V_i' = prior_i V_i), so FAISS's inner
-product is the score; a query is u = x E. History items are masked by fetching
-k + |history| neighbours and dropping them, so answers follow the same rules as
-the sparse engine: history never returned, -1 / -inf padding when fewer than k
-items remain, popular items for an empty history.
+product is the score; a query is u = x E. History and excluded items are masked by
+fetching k + |history| + |exclude| neighbours and dropping them; allow lists and the
+deny list become a FAISS ``IDSelector`` (one bitmap for the batch, or a query's own
+allow list), so answers follow the same rules as the sparse engine: those items never
+returned, -1 / -inf padding when fewer than k items remain, popular items for an empty
+history. Under a selector HNSW walks its graph as usual and may find fewer than k
+allowed items when they are rare; Flat and IVF indexes do not.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import scipy.sparse as sp
 from ..errors import DataError, IndexFormatError, OutputError, require
 from ..factors import DenseFactors
 from ..openblas import import_pinned
+from . import filters as flt
 from . import format as fmt
-from .histories import HistoryEncoder, check_k
-from .sparse import SearchResult
+from .base import SearchIndex, SearchResult
+from .deny import load_denied
+from .options import FaissSearchOptions
 
 FAISS_FILE = "vectors.faiss"
-SPARSE_ONLY = ("query_dims", "query_mass", "budget", "prune", "candidates")
 FETCH_ENTRIES = 1 << 24  # neighbours fetched per FAISS call at most (bounds the result buffers)
 
 
@@ -32,7 +36,7 @@ def _faiss():
     return import_pinned("faiss", lambda name: require(name, "all", "the FAISS backend"))
 
 
-class DenseIndex(HistoryEncoder):
+class DenseIndex(SearchIndex):
     """Inner-product search over dense item embeddings with FAISS: score = prior_i * <x E, V_i>.
 
     Build with ``DenseIndex.build(factors, faiss_index="HNSW32,Flat")``, save with
@@ -40,6 +44,7 @@ class DenseIndex(HistoryEncoder):
     """
 
     backend = "faiss"
+    Options = FaissSearchOptions
 
     def __init__(self, index, encoder: np.ndarray, priors: np.ndarray, item_ids: np.ndarray,
                  popularity: np.ndarray | None, manifest: dict):
@@ -49,10 +54,6 @@ class DenseIndex(HistoryEncoder):
         self.popularity = popularity
         self.manifest = manifest
         super().__init__(item_ids)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.priors)
 
     @property
     def n_dims(self) -> int:
@@ -141,85 +142,116 @@ class DenseIndex(HistoryEncoder):
         if flat.dtype != np.float32 or flat.size != n * d or index.ntotal != n or index.d != d:
             raise IndexFormatError(f"{path}: index files disagree with the manifest's counts ({n} items, {d} dims)")
         fmt.check_finite(path, {"encoder.arrow": flat, "items.arrow": priors})
-        return cls(index, flat.reshape(n, d), priors, item_ids, popularity, manifest)
+        dense = cls(index, flat.reshape(n, d), priors, item_ids, popularity, manifest)
+        dense.denied = load_denied(files, n)
+        dense._check_operating_point(path)
+        return dense
+
+    def item_embedding(self, row: int) -> list | None:
+        """Item ``row``'s dense embedding V_i (the stored prior_i V_i divided by its prior), or None where the
+        FAISS index type cannot reconstruct vectors (IVF without a direct map, PQ) or the prior is 0."""
+        prior = float(self.priors[row])
+        try:
+            stored = self.index.reconstruct(int(row))
+        except RuntimeError:
+            return None
+        return (np.asarray(stored, dtype=np.float64) / prior).tolist() if prior else None
 
     # ---- querying -------------------------------------------------------------------------
-    def search(self, histories, k: int = 20, **options) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k items for each history: (scores float32 (n, k), ids int64 (n, k)).
+    def tuning_grid(self, k: int) -> list[dict]:
+        """efSearch (HNSW) or nprobe (IVF) from the smallest up to the most accurate (all IVF lists)."""
+        if "HNSW" in self.spec:
+            return [{"ef_search": e} for e in (16, 32, 64, 128, 256, 512, 1024, 2048, 4096) if e >= k]
+        ivf = _ivf(self.index)
+        if ivf is not None:
+            probes = [p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if p < ivf.nlist]
+            return [{"nprobe": p} for p in probes] + [{"nprobe": int(ivf.nlist)}]
+        return [{}]
 
-        Options: ``ef_search`` (HNSW), ``nprobe`` (IVF), ``threads``,
-        ``exclude_history``, ``skip_unknown``. Same contract as ``SparseIndex.search``.
-        """
-        res = self.search_detailed(histories, k, **options)
-        return res.scores, res.ids
+    def _search(self, histories, k: int, options: FaissSearchOptions, exclude, allow) -> SearchResult:
+        Q = self.histories_matrix(histories, skip_unknown=options.skip_unknown)
+        U = np.ascontiguousarray(Q @ self.encoder, dtype=np.float32) if Q.shape[0] else np.zeros(
+            (0, self.n_dims), np.float32)
+        return self._answer(U, np.diff(Q.indptr) == 0, Q if options.exclude_history else None, k, options,
+                            exclude, allow)
 
-    def search_detailed(self, histories, k: int = 20, ef_search: int | None = None, nprobe: int | None = None,
-                        threads: int | None = None, exclude_history: bool = True, skip_unknown: bool = False,
-                        **sparse_options) -> SearchResult:
-        """Like ``search`` but also returns popularity flags; postings are not counted (zeros) and
-        every item outside the history counts as scored (coverage)."""
+    def _search_vectors(self, U: sp.csr_matrix, k: int, options: FaissSearchOptions, exclude, allow
+                        ) -> SearchResult:
+        return self._answer(np.ascontiguousarray(U.toarray(), dtype=np.float32), np.diff(U.indptr) == 0, None, k,
+                            options, exclude, allow)
+
+    def _answer(self, U: np.ndarray, popular: np.ndarray, history: sp.csr_matrix | None, k: int,
+                options: FaissSearchOptions, exclude, allow) -> SearchResult:
+        """Answers for user vectors U; ``popular`` rows (empty histories) get the most popular items."""
         faiss = _faiss()
-        given = sorted(name for name in sparse_options if sparse_options[name] is not None)
-        unknown = sorted(set(sparse_options) - set(SPARSE_ONLY))
-        if unknown:
-            raise TypeError(f"unexpected search option(s): {', '.join(unknown)}")
-        if given:
-            names = ", ".join("--" + g.replace("_", "-") for g in given)
-            raise DataError(f"{names} appl{'ies' if len(given) == 1 else 'y'} to sparse indexes; "
-                            f"this index is FAISS {self.spec!r} (use --ef-search / --nprobe)")
-        k = check_k(k, self.n_items)
-        params = self._params(ef_search, nprobe)
-        Q = self.histories_matrix(histories, skip_unknown=skip_unknown)
-        n = Q.shape[0]
-        U = np.ascontiguousarray(Q @ self.encoder, dtype=np.float32) if n else np.zeros((0, self.n_dims), np.float32)
-        hist_len = np.diff(Q.indptr)
+        self._check_knobs(options)
+        n = U.shape[0]
+        filters = self._filters(n, exclude, allow)
+        drop = _dropped(history, filters, n, self.n_items)
         scores = np.empty((n, k), dtype=np.float32)
         ids = np.empty((n, k), dtype=np.int64)
         previous = faiss.omp_get_max_threads()
-        if threads is not None:
-            if threads < 1:
-                raise DataError(f"threads must be at least 1, got {threads}")
-            faiss.omp_set_num_threads(threads)
+        if options.threads is not None:
+            faiss.omp_set_num_threads(options.threads)
         try:
-            # queries grouped by history length (powers of two), so that over-fetching k + |history|
-            # neighbours costs memory in proportion to each group's own histories, not the longest one
-            group = np.ceil(np.log2(hist_len + 1)).astype(np.int64) if exclude_history else np.zeros(n, np.int64)
-            for g in np.unique(group):
-                rows = np.flatnonzero(group == g)
-                fetch = min(k + (int(2 ** g) if exclude_history else 0), self.n_items)
-                step = max(1, FETCH_ENTRIES // fetch)
-                for s in range(0, len(rows), step):
-                    part = rows[s: s + step]
-                    whole = len(part) == n  # a single query, or one group: no row selection
-                    D, I = self.index.search(U if whole else U[part], fetch, params=params)
-                    sub = (Q if whole else Q[part]) if exclude_history else None
-                    scores[part], ids[part] = _drop_history(
-                        np.asarray(D, dtype=np.float32), np.asarray(I, dtype=np.int64), sub, k, self.n_items)
+            if filters.per_query_allow and not filters.al_shared:  # a selector of its own per query
+                for r in range(n):
+                    selector = faiss.IDSelectorBatch(_unblocked(flt.allowed_row(filters, r), filters.blocked))
+                    scores[r], ids[r] = self._fetch(U[r:r + 1], drop[r], k, options, selector)
+            elif filters.per_query_allow:  # one allow list for the batch
+                selector = faiss.IDSelectorBatch(_unblocked(flt.allowed_row(filters, 0), filters.blocked))
+                self._fetch_grouped(U, drop, k, options, selector, scores, ids)
+            else:
+                selector, _bitmap = _bitmap_selector(faiss, filters.blocked)
+                self._fetch_grouped(U, drop, k, options, selector, scores, ids)
         finally:
             faiss.omp_set_num_threads(previous)
-        popular = hist_len == 0
         if popular.any():
-            self._fill_popular(popular, scores, ids, k)
-        scored = np.where(exclude_history, self.n_items - hist_len, self.n_items).astype(np.int64)
-        return SearchResult(scores, ids, popular, np.zeros(n, dtype=np.int64), scored)
+            self._fill_popular(np.flatnonzero(popular), scores, ids, k, filters)
+        scored = self.n_items - (np.diff(history.indptr) if history is not None else 0)
+        return SearchResult(scores, ids, popular, np.zeros(n, dtype=np.int64), np.broadcast_to(
+            np.asarray(scored, dtype=np.int64), (n,)).copy())
 
-    def _params(self, ef_search, nprobe):
+    def _fetch_grouped(self, U, drop, k, options, selector, scores, ids) -> None:
+        """Answer all queries, grouped by how many items each drops (powers of two), so that over-fetching
+        k + |dropped| neighbours costs memory in proportion to each group's own lists."""
+        n = U.shape[0]
+        dropped = np.diff(drop.indptr)
+        group = np.ceil(np.log2(dropped + 1)).astype(np.int64)
+        for g in np.unique(group):
+            rows = np.flatnonzero(group == g)
+            fetch = min(k + (int(2 ** g) if g else 0), self.n_items)
+            step = max(1, FETCH_ENTRIES // fetch)
+            for s in range(0, len(rows), step):
+                part = rows[s: s + step]
+                whole = len(part) == n  # a single query, or one group: no row selection
+                D, I = self.index.search(U if whole else U[part], fetch, params=self._params(options, selector))
+                sub = drop if whole else drop[part]
+                scores[part], ids[part] = _drop_items(np.asarray(D, dtype=np.float32), np.asarray(I, dtype=np.int64),
+                                                      sub, k, self.n_items)
+
+    def _fetch(self, u, drop_row, k, options, selector):
+        """One query's answer (scores, ids) under its own selector."""
+        fetch = min(k + drop_row.nnz, self.n_items)
+        D, I = self.index.search(u, fetch, params=self._params(options, selector))
+        s, i = _drop_items(np.asarray(D, dtype=np.float32), np.asarray(I, dtype=np.int64), drop_row, k, self.n_items)
+        return s[0], i[0]
+
+    def _check_knobs(self, options: FaissSearchOptions) -> None:
+        if options.ef_search is not None and "HNSW" not in self.spec:
+            raise DataError(f"--ef-search applies to HNSW indexes; this one is {self.spec!r}")
+        if options.nprobe is not None and _ivf(self.index) is None:
+            raise DataError(f"--nprobe applies to IVF indexes; this one is {self.spec!r}")
+
+    def _params(self, options: FaissSearchOptions, selector):
+        """FAISS search parameters for the knobs and the selector (None when neither is set)."""
         faiss = _faiss()
-        if ef_search is not None and nprobe is not None:
-            raise DataError("give --ef-search (HNSW) or --nprobe (IVF), not both")
-        if ef_search is not None:
-            if "HNSW" not in self.spec:
-                raise DataError(f"--ef-search applies to HNSW indexes; this one is {self.spec!r}")
-            if ef_search < 1:
-                raise DataError(f"ef_search must be at least 1, got {ef_search}")
-            return faiss.SearchParametersHNSW(efSearch=int(ef_search))
-        if nprobe is not None:
-            if _ivf(self.index) is None:
-                raise DataError(f"--nprobe applies to IVF indexes; this one is {self.spec!r}")
-            if nprobe < 1:
-                raise DataError(f"nprobe must be at least 1, got {nprobe}")
-            return faiss.SearchParametersIVF(nprobe=int(nprobe))
-        return None
+        extra = {} if selector is None else {"sel": selector}
+        if options.ef_search is not None:
+            return faiss.SearchParametersHNSW(efSearch=options.ef_search, **extra)
+        if options.nprobe is not None:
+            return faiss.SearchParametersIVF(nprobe=options.nprobe, **extra)
+        return faiss.SearchParameters(**extra) if extra else None
 
 
 def check_factory(spec: str, dims: int):
@@ -262,14 +294,38 @@ def _faiss_message(exc: Exception) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
-def _drop_history(D: np.ndarray, I: np.ndarray, Q: sp.csr_matrix | None, k: int, n_items: int):
-    """Remove history items and FAISS's -1 fillers from each row, keep the first k, pad with -1 / -inf."""
+def _unblocked(items: np.ndarray, blocked: np.ndarray) -> np.ndarray:
+    """The items no mask blocks."""
+    return items[blocked[items] == 0] if blocked.size else items
+
+
+def _bitmap_selector(faiss, blocked: np.ndarray):
+    """An IDSelector of the items not blocked, and the bitmap it reads (keep it alive); (None, None) if none is."""
+    if not blocked.size:
+        return None, None
+    bitmap = np.packbits(blocked == 0, bitorder="little")
+    return faiss.IDSelectorBitmap(len(blocked), faiss.swig_ptr(bitmap)), bitmap
+
+
+def _dropped(Q: sp.csr_matrix | None, filters, n: int, n_items: int) -> sp.csr_matrix:
+    """Per query, the items to drop from FAISS's neighbours: its history (when excluded) and its exclusions."""
+    ex = sp.csr_matrix((np.ones(len(filters.ex_items), dtype=np.float32), filters.ex_items.astype(np.int64),
+                        filters.ex_indptr), shape=(n, n_items))
+    if Q is None:
+        return ex
+    out = (abs(Q) + ex).tocsr()
+    out.sort_indices()
+    return out
+
+
+def _drop_items(D: np.ndarray, I: np.ndarray, drop: sp.csr_matrix, k: int, n_items: int):
+    """Remove dropped items and FAISS's -1 fillers from each row, keep the first k, pad with -1 / -inf."""
     n, fetch = I.shape
     invalid = I < 0
-    if Q is not None and Q.nnz:
+    if drop.nnz:
         rows = np.repeat(np.arange(n, dtype=np.int64), fetch)
         keys = rows * n_items + np.where(invalid, 0, I).ravel()
-        hist = np.repeat(np.arange(n, dtype=np.int64), np.diff(Q.indptr)) * n_items + Q.indices
+        hist = np.repeat(np.arange(n, dtype=np.int64), np.diff(drop.indptr)) * n_items + drop.indices
         invalid |= np.isin(keys, hist).reshape(n, fetch)
     order = np.argsort(invalid, axis=1, kind="stable")[:, :k]
     ids = np.take_along_axis(I, order, 1)

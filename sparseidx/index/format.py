@@ -9,7 +9,9 @@ Layout of INDEX/ (sparse backend):
   encoder.arrow     one row per item: dims large_list<int32>, weights large_list<float32>
   items.arrow       one row per item: item_id, prior float32[, popularity int64]
   forward.arrow     (only when the indexed item rows differ from the encoder) like encoder.arrow
-The FAISS backend holds vectors.faiss, encoder.arrow (fixed-size lists) and items.arrow.
+  deny.arrow        (only with a deny list, ``sparseidx deny``) item int32: items never returned
+The FAISS backend holds vectors.faiss, encoder.arrow (fixed-size lists) and items.arrow (and deny.arrow).
+Every write gets a new ``generation`` id; a build (not a deny list) also a new ``build_id``.
 
 Writing: a directory is built under a temporary name and exchanged with the old one in
 one step (``files.atomic_output``), so INDEX holds one whole build at every instant.
@@ -51,7 +53,9 @@ SCHEMA_KEY = b"sparseidx"
 MAX_MANIFEST_BYTES = 1 << 20
 BACKEND_FILES = {"sparse": ("postings.arrow", "encoder.arrow", "items.arrow"),
                  "faiss": ("vectors.faiss", "encoder.arrow", "items.arrow")}
-FORMAT_FILES = frozenset({MANIFEST, "forward.arrow", *(n for names in BACKEND_FILES.values() for n in names)})
+DENY_FILE = "deny.arrow"
+FORMAT_FILES = frozenset({MANIFEST, "forward.arrow", DENY_FILE,
+                          *(n for names in BACKEND_FILES.values() for n in names)})
 _OPEN_ATTEMPTS = 50  # opens retried while writers keep replacing the index under a reader
 
 
@@ -174,17 +178,22 @@ def check_index_output(path: str | os.PathLike, overwrite: bool) -> str:
 
 
 def write_index_dir(path: str, tables: dict[str, pa.Table], writers: dict[str, Callable[[str], None]],
-                    manifest: dict, overwrite: bool = False) -> None:
+                    manifest: dict, overwrite: bool = False, build_id: str | None = None,
+                    before_commit: Callable[[], None] | None = None) -> None:
     """Atomically create or replace index directory ``path`` from Arrow tables and other files.
 
     ``writers`` maps names inside the index to functions that write that file at the
-    path they are given (e.g. a FAISS index). The manifest gets a new build id and the
-    size and SHA-256 of every file.
+    path they are given (e.g. a FAISS index). The manifest gets a new generation id, a
+    new build id unless ``build_id`` keeps the one of the files written (a deny list
+    beside an existing build), and the size and SHA-256 of every file.
+    ``before_commit`` runs last before the new directory replaces the old one (it may
+    raise to cancel the write).
     """
-    build_id = uuid.uuid4().hex
+    build_id = build_id or uuid.uuid4().hex
+    generation = uuid.uuid4().hex
     with atomic_output(path, INDEX_DIR, overwrite) as tmp:
         files = {}
-        meta = {"format_version": FORMAT_VERSION, "build_id": build_id,
+        meta = {"format_version": FORMAT_VERSION, "build_id": build_id, "generation": generation,
                 **{k: manifest[k] for k in ("backend", "model", "n_items", "n_dims") if k in manifest}}
         for name, table in tables.items():
             write_table(os.path.join(tmp, name), table, meta)
@@ -194,10 +203,12 @@ def write_index_dir(path: str, tables: dict[str, pa.Table], writers: dict[str, C
             full = os.path.join(tmp, name)
             files[name] = {"bytes": os.path.getsize(full), "sha256": sha256_file(full)}
         manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "created_by": f"sparseidx {__version__}",
-                    **manifest, "build_id": build_id, "files": files}
+                    **manifest, "build_id": build_id, "generation": generation, "files": files}
         with open(os.path.join(tmp, MANIFEST), "w") as fh:
             json.dump(manifest, fh, indent=2, default=json_default, allow_nan=False)
             fh.write("\n")
+        if before_commit is not None:
+            before_commit()
 
 
 # ---- reading ------------------------------------------------------------------------------
@@ -246,7 +257,8 @@ class IndexFiles:
                                    + ". Rebuild it with 'sparseidx build'")
 
     def table(self, name: str) -> pa.Table:
-        """Memory-map one Arrow IPC file of this build (no copy) and check it belongs to it."""
+        """Memory-map one Arrow IPC file of this build (no copy) and check it belongs to it (the deny list: to
+        this generation)."""
         where = f"{self.path}/{name}"
         try:
             table = pa.ipc.open_file(pa.BufferReader(pa.py_buffer(self._map(name)))).read_all()
@@ -264,6 +276,9 @@ class IndexFiles:
         if build_id is not None and meta.get("build_id") != build_id:
             raise IndexFormatError(f"{where}: belongs to another build than the manifest "
                                    "(files of two indexes mixed); rebuild it with 'sparseidx build'")
+        if name == DENY_FILE and meta.get("generation") != self.manifest.get("generation"):
+            raise IndexFormatError(f"{where}: belongs to another deny list than the manifest's; set the deny list "
+                                   "again with 'sparseidx deny'")
         return table
 
     def native_path(self, name: str) -> str:
@@ -394,12 +409,20 @@ def check_manifest(path: str, manifest) -> None:
     for key in ("n_items", "n_dims"):
         if not _is_int(manifest.get(key)) or manifest[key] < 0:
             raise IndexFormatError(f"{mpath}: {key} is missing or not a non-negative integer")
-    for key, kind in (("model", str), ("params", dict), ("build_id", str), ("faiss_index", str)):
+    for key, kind in (("model", str), ("params", dict), ("build_id", str), ("generation", str),
+                      ("faiss_index", str), ("deny", dict)):
         if key in manifest and not isinstance(manifest[key], kind):
             raise IndexFormatError(f"{mpath}: {key} is not a {kind.__name__}")
     if backend == "sparse" and manifest.get("forward_index", "encoder") not in ("encoder", "forward.arrow"):
         raise IndexFormatError(f"{mpath}: forward_index must be 'encoder' or 'forward.arrow', not "
                                f"{_short(manifest.get('forward_index'))}")
+    point = manifest.get("operating_point")
+    if point is not None and not (isinstance(point, dict) and isinstance(point.get("knobs"), dict)
+                                  and _is_int(point.get("k")) and isinstance(point.get("target_recall"), (int, float))
+                                  and all(isinstance(key, str) for key in point["knobs"])):
+        raise IndexFormatError(f"{mpath}: operating_point needs 'knobs' (an object), 'k' and 'target_recall'")
+    if "deny" in manifest and (not _is_int(manifest["deny"].get("items")) or manifest["deny"]["items"] < 0):
+        raise IndexFormatError(f"{mpath}: deny.items is missing or not a non-negative integer")
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise IndexFormatError(f"{mpath}: lists no files")
@@ -422,9 +445,12 @@ def check_manifest(path: str, manifest) -> None:
 def required_files(manifest: dict) -> tuple[str, ...]:
     """The files an index with this manifest must list (and may list no others)."""
     backend = manifest["backend"]
+    names = BACKEND_FILES[backend]
     if backend == "sparse" and manifest.get("forward_index", "encoder") == "forward.arrow":
-        return BACKEND_FILES[backend] + ("forward.arrow",)
-    return BACKEND_FILES[backend]
+        names += ("forward.arrow",)
+    if "deny" in manifest:
+        names += (DENY_FILE,)
+    return names
 
 
 def _replaced(path: str, dir_fd: int) -> bool:

@@ -57,16 +57,15 @@ class HistoryEncoder:
         """``histories_matrix`` as bare CSR arrays (no scipy object on the single-query path)."""
         if sp.issparse(histories):
             Q = self._sparse_rows(histories)
-            return QueryRows(np.asarray(Q.indptr, np.int64), np.asarray(Q.indices, np.int32),
-                             np.asarray(Q.data, np.float32))
+            # contiguous arrays of these dtypes: the engines' compiled entry points take no others
+            return QueryRows(np.ascontiguousarray(Q.indptr, np.int64), np.ascontiguousarray(Q.indices, np.int32),
+                             np.ascontiguousarray(Q.data, np.float32))
         if isinstance(histories, np.ndarray) and histories.ndim == 2 and histories.dtype.kind == "f":
             return self.query_rows(sp.csr_matrix(histories), skip_unknown)
         rows = [_item_ids(h, q) for q, h in enumerate(_history_list(histories))]
         lengths = np.array([len(r) for r in rows], dtype=np.int64)
         flat = np.concatenate(rows) if len(rows) and lengths.sum() else np.empty(0, dtype=np.int64)
-        if self._id_lookup is None:
-            self._id_lookup = IdLookup(self.item_ids)
-        idx, found = self._id_lookup.lookup(flat) if len(flat) else (np.empty(0, np.int64), np.empty(0, bool))
+        idx, found = self.item_indices(flat)
         row_of = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
         if not found.all():
             unknown = flat[~found]
@@ -78,10 +77,18 @@ class HistoryEncoder:
                                        "use --skip-unknown to ignore them")
             log.warning("Warning: skipped %d unknown item id(s): %s%s", len(unknown), shown, more)
         # one (row, item) key per entry: sorted and deduplicated, a repeated item counts once
-        keys = np.unique(row_of[found] * self.n_items + idx[found])
+        keys = sorted_unique(row_of[found] * self.n_items + idx[found])
         indptr = np.searchsorted(keys, np.arange(len(rows) + 1, dtype=np.int64) * self.n_items)
         return QueryRows(indptr.astype(np.int64), (keys % max(self.n_items, 1)).astype(np.int32),
                          np.ones(len(keys), dtype=np.float32))
+
+    def item_indices(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Internal indices of external item ids, and whether each was found (unknown ones: index 0)."""
+        if not len(ids):
+            return np.empty(0, np.int64), np.empty(0, bool)
+        if self._id_lookup is None:
+            self._id_lookup = IdLookup(self.item_ids)
+        return self._id_lookup.lookup(ids)
 
     def _sparse_rows(self, histories) -> sp.csr_matrix:
         if histories.shape[1] != self.n_items:
@@ -95,18 +102,13 @@ class HistoryEncoder:
         _finite_weights(Q)
         return Q
 
-    def _fill_popular(self, mask: np.ndarray, scores: np.ndarray, ids: np.ndarray, k: int) -> None:
-        """Answer rows with empty histories by the most popular items (score = interaction count)."""
-        if self.popularity is None:
-            raise DataError("an empty history was given, but this index has no popularity counts "
-                            "(built from imported embeddings without interactions); give a non-empty history")
-        order = np.lexsort((np.arange(self.n_items), -np.asarray(self.popularity)))[:k]
-        top = np.full(k, -1, dtype=np.int64)
-        top[: len(order)] = order
-        vals = np.full(k, -np.inf, dtype=np.float32)
-        vals[: len(order)] = np.asarray(self.popularity)[order]
-        ids[mask] = top
-        scores[mask] = vals
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """The distinct values, ascending (numpy's ``unique`` is many times slower on the short arrays of a query)."""
+    values = np.sort(values)
+    if len(values) > 1:
+        values = values[np.concatenate(([True], values[1:] != values[:-1]))]
+    return values
 
 
 def check_k(k, n_items: int) -> int:
@@ -137,16 +139,26 @@ def _item_ids(history, q: int) -> np.ndarray:
     if isinstance(history, Mapping):
         raise DataError(f"query {q + 1}: a history is a list of item ids, not a {type(history).__name__}; "
                         "pass list(...) of its ids")
+    return item_id_array(history, f"query {q + 1}", HISTORIES_FORMS)
+
+
+def item_id_array(ids, where: str, forms: str = "give a flat list of item ids") -> np.ndarray:
+    """A flat list of item ids as an array; refuses nesting, dicts and float ids, naming ``where``."""
+    if isinstance(ids, Mapping):
+        raise DataError(f"{where}: a list of item ids, not a {type(ids).__name__}; pass list(...) of its ids")
     try:
-        ids = np.asarray(history).ravel()
+        arr = np.asarray(ids)
     except ValueError:
-        raise DataError(f"query {q + 1}: a history is a flat list of item ids; {HISTORIES_FORMS}") from None
-    if not ids.size:
+        raise DataError(f"{where}: not a flat list of item ids; {forms}") from None
+    if arr.ndim > 1:
+        raise DataError(f"{where}: not a flat list of item ids; {forms}")
+    arr = arr.ravel()
+    if not arr.size:
         return np.empty(0, dtype=np.int64)
-    if ids.dtype.kind not in "iuUSO":
-        raise DataError(f"query {q + 1}: item id {show_id(ids[0])} is a {ids.dtype.name} value; "
+    if arr.dtype.kind not in "iuUSO":
+        raise DataError(f"{where}: item id {show_id(arr[0])} is a {arr.dtype.name} value; "
                         "item ids are integers or strings")
-    return ids
+    return arr
 
 
 def _finite_weights(Q: sp.csr_matrix) -> None:

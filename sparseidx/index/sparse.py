@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -17,32 +16,17 @@ from ..factors import Factors
 from ..progress import stage
 from . import format as fmt
 from . import kernels
-from .histories import HistoryEncoder, check_k
+from .base import SearchIndex, SearchResult
+from .deny import load_denied
+from .histories import QueryRows
+from .options import SparseSearchOptions
+
+# pruning thresholds a recall target is calibrated over, the fastest first
+PRUNE_GRID = (0.1, 0.05, 0.03, 0.02, 0.01, 0.005, 0.003, 0.002, 0.001, 5e-4, 3e-4, 1e-4, 3e-5, 1e-5, 1e-6)
 
 
-_WARM = set()  # kernels known compiled in this process: no check on the query path
 
-
-@dataclass
-class SearchResult:
-    """Answers to a batch of queries, with per-query statistics.
-
-    ``ids`` are internal item indices (-1 where fewer than k items remain);
-    ``popular`` flags rows answered by popularity because the history was empty;
-    ``postings`` counts posting entries scanned; ``nonzero`` counts items with a
-    non-zero score (prediction coverage); ``entries`` counts every sparse entry
-    read (encoder rows, postings and rescored item rows: the P of the cost model).
-    """
-
-    scores: np.ndarray
-    ids: np.ndarray
-    popular: np.ndarray
-    postings: np.ndarray
-    nonzero: np.ndarray
-    entries: np.ndarray | None = None
-
-
-class SparseIndex(HistoryEncoder):
+class SparseIndex(SearchIndex):
     """Sparse MIPS over item embeddings: score(x, i) = prior_i * <x E, V_i>.
 
     Build with ``SparseIndex.build(factors)``, save with ``write(path)``, load with
@@ -50,6 +34,7 @@ class SparseIndex(HistoryEncoder):
     """
 
     backend = "sparse"
+    Options = SparseSearchOptions
 
     def __init__(self, v_indptr, v_items, v_weights, max_abs, e_indptr, e_dims, e_weights,
                  priors, item_ids, popularity, manifest, forward=None, tables=()):
@@ -63,15 +48,13 @@ class SparseIndex(HistoryEncoder):
         self.manifest = manifest
         self._tables = tables  # keeps the memory maps alive while the arrays are in use
         self._local = threading.local()  # per-thread query buffers, reused across single-thread calls
+        self._entries = {}  # kernel -> its compiled entry point for this index's argument types
+        self._last_settings = None  # (options, k, vectors, kernels.Settings) of the last query
         f_indptr, f_dims, f_weights = forward or (e_indptr, e_dims, e_weights)
         # what the kernels read, ids as unsigned views (no copy): see kernels' module docstring
-        self._engine_arrays = (e_indptr, _unsigned(e_dims), e_weights, v_indptr, _unsigned(v_items), v_weights,
-                               max_abs, priors, f_indptr, _unsigned(f_dims), f_weights)
+        self._arrays = kernels.Arrays(e_indptr, _unsigned(e_dims), e_weights, v_indptr, _unsigned(v_items),
+                                      v_weights, max_abs, priors, f_indptr, _unsigned(f_dims), f_weights)
         super().__init__(item_ids)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.priors)
 
     @property
     def n_dims(self) -> int:
@@ -179,8 +162,17 @@ class SparseIndex(HistoryEncoder):
             weights["forward.arrow"] = forward[2]
         fmt.check_finite(path, weights)
         tables = (postings, encoder, items) + (() if rows is None else (rows,))
-        return cls(v_indptr, v_items, v_weights, max_abs, e_indptr, e_dims, e_weights, priors, item_ids,
-                   popularity, manifest, forward=forward, tables=tables)
+        index = cls(v_indptr, v_items, v_weights, max_abs, e_indptr, e_dims, e_weights, priors, item_ids,
+                    popularity, manifest, forward=forward, tables=tables)
+        index.denied = load_denied(files, n)
+        index._check_operating_point(path)
+        return index
+
+    def item_embedding(self, row: int) -> dict:
+        """Item ``row``'s embedding as indexed (after static pruning): {"dims": [...], "weights": [...]}."""
+        indptr, dims, weights = self.forward or (self.e_indptr, self.e_dims, self.e_weights)
+        lo, hi = int(indptr[row]), int(indptr[row + 1])
+        return {"dims": dims[lo:hi].tolist(), "weights": weights[lo:hi].tolist()}
 
     def to_factors(self) -> Factors:
         """The encoder, item embeddings (as indexed, after static pruning) and priors."""
@@ -194,68 +186,72 @@ class SparseIndex(HistoryEncoder):
                        popularity=self.popularity)
 
     # ---- querying -------------------------------------------------------------------------
-    def search(self, histories, k: int = 20, **options) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k items for each history: (scores float32 (n, k), ids int64 (n, k)), k capped at the items.
+    def tuning_grid(self, k: int) -> list[dict]:
+        """Pruning thresholds from the most aggressive down, then exact search."""
+        return [{"prune": p} for p in PRUNE_GRID] + [{}]
 
-        ``histories``: a users x items sparse matrix or a list of lists of item ids.
-        Options: ``query_dims`` (keep the m strongest dims of u), ``query_mass``
-        (keep dims holding this fraction of sum |u|), ``budget`` (postings scanned
-        per query, highest-impact first), ``prune`` (skip postings whose
-        contribution |u_d v| is below this fraction of the query's largest
-        possible one), ``candidates`` (rescore this many best approximate items
-        exactly; default 2k when ``prune`` is set), ``threads``,
-        ``exclude_history``, ``skip_unknown``. Ids are internal indices; map them
-        with ``item_ids``.
-        """
-        res = self.search_detailed(histories, k, **options)
-        return res.scores, res.ids
+    def _search(self, histories, k: int, options: SparseSearchOptions, exclude, allow) -> SearchResult:
+        return self._answer(self.query_rows(histories, skip_unknown=options.skip_unknown), False, k, options,
+                            exclude, allow)
 
-    def search_detailed(self, histories, k: int = 20, query_dims: int | None = None,
-                        query_mass: float | None = None, budget: int | None = None,
-                        prune: float | None = None, candidates: int | None = None,
-                        threads: int | None = None, exclude_history: bool = True,
-                        skip_unknown: bool = False, ef_search: int | None = None,
-                        nprobe: int | None = None) -> SearchResult:
-        """Like ``search`` but also returns popularity flags, postings scanned and coverage."""
-        if ef_search is not None or nprobe is not None:
-            raise DataError("--ef-search and --nprobe apply to FAISS indexes; this index is sparse")
-        k = check_k(k, self.n_items)
-        rows = self.query_rows(histories, skip_unknown=skip_unknown)
-        _check_options(k, query_dims, query_mass, budget, prune, candidates)
-        if candidates is None:
-            candidates = 2 * k if prune else 0
-        candidates = min(candidates, self.n_items)
+    def _search_vectors(self, U: sp.csr_matrix, k: int, options: SparseSearchOptions, exclude, allow
+                        ) -> SearchResult:
+        U = sp.csr_matrix(U, dtype=np.float32)
+        U.sum_duplicates()
+        rows = QueryRows(U.indptr.astype(np.int64), U.indices.astype(np.int32), U.data)
+        return self._answer(rows, True, k, options, exclude, allow)
+
+    def _answer(self, rows: QueryRows, vectors: bool, k: int, options: SparseSearchOptions, exclude, allow
+                ) -> SearchResult:
         n = rows.n
-        scores = np.empty((n, k), dtype=np.float32)
-        ids = np.empty((n, k), dtype=np.int64)
-        stats = np.empty((3, n), dtype=np.int64)  # postings, nonzero, entries
-        args = (rows.indptr, _unsigned(rows.indices), rows.data, *self._engine_arrays, k,
-                query_dims or 0, float(query_mass or 0.0), budget or 0, np.float32(prune or 0.0), int(candidates),
-                bool(exclude_history), scores, ids, stats)
-        threads = _threads(threads, n)
-        kernel = kernels.search_range if threads == 1 else kernels.search_parallel
-        if kernel in _WARM:
-            empty = self._run(kernel, threads, k, int(candidates), args)
+        queries = kernels.Queries(rows.indptr, _unsigned(rows.indices), rows.data)
+        settings = self._settings(options, k, vectors)
+        filters = self._filters(n, exclude, allow)
+        out = kernels.Output(np.empty((n, k), dtype=np.float32), np.empty((n, k), dtype=np.int64),
+                             np.empty((3, n), dtype=np.int64))
+        threads = _threads(options.threads, n)
+        args = (queries, self._arrays, settings, filters, out)
+        if threads == 1:
+            empty = self._call(kernels.search_range, (self._scratch(k, settings.candidates), 0, n, 1, *args))
         else:
-            with contextlib.nullcontext() if kernels.compiled(kernel) else stage(
-                    "compiling the query engine (once after an install; cached on disk)"):
-                empty = self._run(kernel, threads, k, int(candidates), args)
-            _WARM.add(kernel)
+            previous = numba.get_num_threads()
+            numba.set_num_threads(threads)
+            try:
+                empty = self._call(kernels.search_parallel, (threads, *args))
+            finally:
+                numba.set_num_threads(previous)
         popular = rows.empty() if empty else np.zeros(n, dtype=bool)
         if empty:
-            self._fill_popular(popular, scores, ids, k)
-        return SearchResult(scores, ids, popular, stats[0], stats[1], stats[2])
+            self._fill_popular(np.flatnonzero(popular), out.scores, out.ids, k, filters)
+        return SearchResult(out.scores, out.ids, popular, out.stats[0], out.stats[1], out.stats[2])
 
-    def _run(self, kernel, threads: int, k: int, candidates: int, args: tuple) -> bool:
-        """Run a search kernel on ``threads`` threads; True when some history was empty."""
-        if threads == 1:
-            return kernel(self._scratch(k, candidates), 0, len(args[0]) - 1, 1, *args)
-        previous = numba.get_num_threads()
-        numba.set_num_threads(threads)
-        try:
-            return kernel(threads, *args)
-        finally:
-            numba.set_num_threads(previous)
+    def _settings(self, options: SparseSearchOptions, k: int, vectors: bool) -> kernels.Settings:
+        """The kernels' settings for these options; the last ones are kept for a caller that reuses its options."""
+        last = self._last_settings
+        if last is not None and last[0] is options and last[1] == k and last[2] == vectors:
+            return last[3]
+        settings = kernels.Settings(k, options.query_dims or 0, float(options.query_mass or 0.0), options.budget or 0,
+                                    np.float32(options.prune or 0.0), options.rescored(k, self.n_items),
+                                    options.exclude_history and not vectors, vectors)
+        self._last_settings = (options, k, vectors, settings)
+        return settings
+
+    def _call(self, kernel, args: tuple):
+        """Run a search kernel; after the first call, through its compiled entry point for these argument types.
+
+        Every argument but the query's own arrays is fixed for an index (and those are
+        built here with fixed dtypes), so numba's per-call type resolution, which costs
+        more than a pruned query's Python overhead, is done once.
+        """
+        entry = self._entries.get(kernel)
+        if entry is not None:
+            return entry(*args)
+        with contextlib.nullcontext() if kernels.compiled(kernel) else stage(
+                "compiling the query engine (once after an install; cached on disk)"):
+            result = kernel(*args)
+        compiled = kernel.overloads.get(tuple(kernel.typeof_pyval(a) for a in args))
+        self._entries[kernel] = kernel if compiled is None else compiled.entry_point
+        return result
 
     def _scratch(self, k: int, candidates: int):
         """This thread's query buffers for (k, candidates), kept until another pair is asked for."""
@@ -271,25 +267,10 @@ def _unsigned(ids: np.ndarray) -> np.ndarray:
     return ids.view(np.uint32)
 
 
-def _check_options(k, query_dims, query_mass, budget, prune, candidates):
-    if query_dims is not None and query_dims < 1:
-        raise DataError(f"query_dims must be at least 1, got {query_dims}")
-    if query_mass is not None and not 0.0 < query_mass <= 1.0:
-        raise DataError(f"query_mass must be in (0, 1], got {query_mass}")
-    if budget is not None and budget < 1:
-        raise DataError(f"budget must be at least 1 posting, got {budget}")
-    if prune is not None and not 0.0 <= prune < 1.0:
-        raise DataError(f"prune must be in [0, 1), got {prune}")
-    if candidates is not None and candidates < k:
-        raise DataError(f"candidates must be at least k ({k}) to rescore, got {candidates}")
-
-
 def _threads(threads: int | None, n_queries: int) -> int:
     available = numba.config.NUMBA_NUM_THREADS
     if threads is None:
         threads = available
-    if threads < 1:
-        raise DataError(f"threads must be at least 1, got {threads}")
     return max(1, min(threads, available, n_queries))
 
 

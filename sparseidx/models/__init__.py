@@ -1,35 +1,25 @@
 """Models that train item embeddings and return them in the one shape.
 
-Each fitter takes interactions (``Interactions`` or a users x items matrix) plus
-keyword parameters and returns ``Factors`` (sparse, served by the inverted index)
-or ``DenseFactors`` (dense, served by FAISS). ``fit(name, X, **params)`` finds a
-fitter by model name, importing its module only when it is used.
+Each model is a ``Model`` (``base.py``) that declares its parameters once
+(``params.py``): ``MODELS[name](**params).fit(X).factors_`` is ``Factors`` (sparse,
+served by the inverted index) or ``DenseFactors`` (dense, served by FAISS). The
+command line builds its options from the same declarations.
 """
 
 from __future__ import annotations
 
-import importlib
+from ..errors import DataError
+from .base import Model
+from .cholesky import Cholesky
+from .elsa import CompressedElsa, Elsa
+from .lowrank import CholeskyLowRank, PureSVD
+from .sansa import Sansa
 
-FITTERS = {
-    "chol": ("sparseidx.models.cholesky", "fit_cholesky"),
-    "sansa": ("sparseidx.models.sansa", "fit_sansa"),
-    "puresvd": ("sparseidx.models.lowrank", "fit_puresvd"),
-    "chol-lowrank": ("sparseidx.models.lowrank", "fit_cholesky_lowrank"),
-    "elsa": ("sparseidx.models.elsa", "fit_elsa"),
-    "celsa": ("sparseidx.models.elsa", "fit_compressed_elsa"),
-}
+MODELS: dict[str, type[Model]] = {m.name: m for m in (Cholesky, Sansa, PureSVD, CholeskyLowRank, Elsa, CompressedElsa)}
 
 
-def fitter(name: str):
-    """The fit function of model ``name``."""
-    from ..errors import DataError
-
-    if name not in FITTERS:
-        raise DataError(f"unknown model {name!r}; choose one of {', '.join(FITTERS)}")
-    module, func = FITTERS[name]
-    return getattr(importlib.import_module(module), func)
-
-
-def fit(name: str, X, **params):
-    """Train model ``name`` on interactions X; returns Factors or DenseFactors."""
-    return fitter(name)(X, **params)
+def model(name: str, **params) -> Model:
+    """Model ``name`` with ``params`` (checked against its declaration), ready to ``fit``."""
+    if name not in MODELS:
+        raise DataError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name](**params)

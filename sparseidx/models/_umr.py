@@ -4,8 +4,10 @@ Start from K = 2I - L (one Schultz step). A scan visits the columns in blocks; f
 each column c with residual r = e_c - L k_c it takes the minimal-residual step
 k_c += alpha r, alpha = <r, L r> / ||L r||^2, then re-sparsifies K globally to the
 target number of non-zeros (largest magnitudes, diagonal always kept). Finetune
-steps repeat the update on the columns with the largest length-normalised
-residuals. The loss ||I - L K||_F^2 / n is logged before every step.
+steps repeat the update on the ``finetune_width`` columns with the largest
+length-normalised residuals (``sansa`` 1.1 updates ceil(n * density) of them). The
+loss ||I - L K||_F^2 / n is logged before every finetune step and at the end; a
+scan logs the residuals it met, each block's taken just before its own update.
 """
 
 from __future__ import annotations
@@ -90,17 +92,26 @@ def _update(L, K, R_part, cols, max_nnz):
     return sparsify_global(K + delta, max_nnz)
 
 
-def umr_inverse(L: sp.csc_matrix, max_nnz: int, scans: int = 1, finetune_steps: int = 5,
-                block: int | None = None, tol: float = 1e-7) -> tuple[sp.csc_matrix, list[float]]:
-    """K ~ L^-1 with at most ``max_nnz`` non-zeros; returns (K, losses logged before each step and at the end).
+def default_block(n: int) -> int:
+    """Columns per scan block (and the default finetune width): about 100 blocks, at least 64 columns each."""
+    return max(64, int(np.ceil(n / 100)))  # Python overhead stays flat while each block's work grows with n
 
-    Residuals are only ever formed for one block of columns at a time, so memory is
-    bounded by the target non-zeros plus one block, whatever n.
+
+def umr_inverse(L: sp.csc_matrix, max_nnz: int, scans: int = 1, finetune_steps: int = 5,
+                block: int | None = None, finetune_width: int | None = None,
+                tol: float = 1e-7) -> tuple[sp.csc_matrix, list[float]]:
+    """K ~ L^-1 with at most ``max_nnz`` non-zeros; returns (K, the losses logged).
+
+    The losses: one per scan (mean squared residual of the columns as the scan met
+    them), one before each finetune step, one at the end. ``finetune_width`` columns
+    are updated per finetune step (default: the scan's ``block``). Residuals are only
+    ever formed for one block of columns at a time, so memory is bounded by the
+    target non-zeros plus one block, whatever n.
     """
     L = sp.csc_matrix(L, dtype=np.float64)
     n = L.shape[0]
-    # about 100 blocks per scan: Python overhead stays flat while each block's work grows with n
-    block = block or max(64, int(np.ceil(n / 100)))
+    block = block or default_block(n)
+    width = min(finetune_width or block, n)
     K = sparsify_global(sp.csc_matrix(2 * sp.identity(n, format="csc") - L), max_nnz)
     losses = []
     for scan in range(scans):
@@ -117,13 +128,14 @@ def umr_inverse(L: sp.csc_matrix, max_nnz: int, scans: int = 1, finetune_steps: 
                     K = _update(L, K, R_part[:, np.flatnonzero(todo)], cols[todo], max_nnz)
                 progress.update(len(cols))
         losses.append(total / n)
-        log.info("UMR scan %d: loss ||I - LK||_F^2 / n before the scan = %.3e", scan + 1, losses[-1])
+        log.info("UMR scan %d: loss ||I - LK||_F^2 / n over the columns as the scan met them = %.3e",
+                 scan + 1, losses[-1])
     for step in range(finetune_steps):
         sq = column_residuals(L, K, block)
         losses.append(float(sq.mean()))
         log.info("UMR finetune step %d: loss = %.3e", step + 1, losses[-1])
         normalised = np.sqrt(sq) / np.sqrt(np.arange(n, 0, -1))
-        worst = np.sort(np.argpartition(normalised, -min(block, n))[-min(block, n):])
+        worst = np.sort(np.argpartition(normalised, -width)[-width:])
         K = _update(L, K, residual(L, K, worst), worst, max_nnz)
     losses.append(float(column_residuals(L, K, block).mean()))
     log.info("UMR done: loss = %.3e, nnz(K) = %d", losses[-1], K.nnz)

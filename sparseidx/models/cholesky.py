@@ -3,7 +3,8 @@
 P = (X^T X + l2 I)^-1 over items put in a chosen order; E = V = L with rows pruned
 to k non-zeros, priors = 1 / diag(P). For items outside the history the scores
 equal dense EASE's (beta only changes the diagonal). The dense route keeps one
-N x N float32 buffer and works in place with LAPACK (potrf / potri / potrf).
+N x N buffer (float32, or the paper's float64 with ``dtype="float64"``) and works in
+place with LAPACK (potrf / potri / potrf).
 """
 
 from __future__ import annotations
@@ -13,58 +14,76 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from ..data import as_matrix, check_finite, popularity
+from ..data import as_matrix, popularity
 from ..errors import DataError, SparseIdxError
 from ..factors import Factors
 from ..progress import log, stage
 from . import _dense_kernels as kern
 from ._lapack import cholesky_lower, inverse_from_cholesky_lower
 from ._memory import check_dense
+from .base import MEMORY_LIMIT, Model, fit_function, l2_param
+from .params import AT_LEAST_1, OneOf, Param, Range
 
 ORDERS = ("popularity", "cooccurrence", "none")
+DTYPES = ("float32", "float64")
 MAX_BETA = 1e6
 
 
 def item_order(X: sp.spmatrix, order: str) -> np.ndarray:
-    """Permutation of items: most popular first, most co-occurring first, or as given."""
-    n = X.shape[1]
+    """Permutation of items for ``order`` in ORDERS: most popular first, most co-occurring first, or as given."""
+    G = (sp.csr_matrix(X).T @ sp.csr_matrix(X)).tocsr() if order == "cooccurrence" else None
+    return gram_order(G, popularity(X) if order == "popularity" else None, order, X.shape[1])
+
+
+def gram_order(G: sp.spmatrix | None, counts: np.ndarray | None, order: str, n: int) -> np.ndarray:
+    """``item_order`` from what it needs: item ``counts`` for "popularity", the Gram matrix G for "cooccurrence"."""
     if order == "none":
         return np.arange(n, dtype=np.int64)
-    if order == "popularity":
-        key = popularity(X)
-    elif order == "cooccurrence":
-        G = (sp.csr_matrix(X).T @ sp.csr_matrix(X)).tocsr()
-        key = np.diff(G.indptr)
-    else:
-        raise DataError(f"unknown item order {order!r}; choose one of {', '.join(ORDERS)}")
+    key = counts if order == "popularity" else np.diff(sp.csr_matrix(G).indptr)  # Cholesky refuses other orders
     return np.argsort(-key, kind="stable").astype(np.int64)
 
 
-def gram_inverse(X: sp.spmatrix, l2: float, memory_limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """P = (X^T X + l2 I)^-1 in float32 by LAPACK Cholesky inversion, in one buffer.
+def gram_inverse(X: sp.spmatrix, l2: float, memory_limit: int | None = None,
+                 dtype: str = "float32") -> tuple[np.ndarray, np.ndarray]:
+    """P = (X^T X + l2 I)^-1 in ``dtype`` by LAPACK Cholesky inversion, in one buffer (l2 > 0).
 
     Returns (buf, diag): ``buf`` is C-ordered N x N with P in its lower triangle
     (the strict upper triangle holds garbage), ``diag`` = diag(P).
     """
-    if l2 <= 0:
-        raise DataError(f"l2 must be positive, got {l2}")
-    X = sp.csr_matrix(X, dtype=np.float32)
-    n = X.shape[1]
+    X = sp.csr_matrix(X, dtype=dtype)
+    _check_memory(X.shape[1], memory_limit, dtype)  # before forming G
+    return invert_gram(_gram(X), l2, memory_limit, dtype)  # G is held by invert_gram alone, which frees it early
+
+
+def _gram(X: sp.csr_matrix) -> sp.csr_matrix:
+    with stage(f"Gram matrix of {X.shape[0]:,} users x {X.shape[1]:,} items"):
+        return (X.T @ X).tocsr()
+
+
+def _check_memory(n: int, memory_limit: int | None, dtype: str = "float32") -> None:
     # peak: the N x N buffer plus G (8 B per non-zero) and scatter_gram's int64 / float32 copies (12 B):
-    # 1.5 buffers when about 10% of G is non-zero, more for denser Gram matrices
-    check_dense(n, "the dense Cholesky/EASE route", "--model sansa", n_buffers=1.5, limit=memory_limit)
-    with stage(f"Gram matrix of {X.shape[0]:,} users x {n:,} items"):
-        G = (X.T @ X).tocsr()
+    # 1.5 float32 buffers when about 10% of G is non-zero, more for denser Gram matrices; float64 doubles the buffer
+    check_dense(n, "the dense Cholesky/EASE route", "--model sansa", n_buffers=1.5 if dtype == "float32" else 2.5,
+                limit=memory_limit)
+
+
+def invert_gram(G: sp.spmatrix, l2: float, memory_limit: int | None = None,
+                dtype: str = "float32") -> tuple[np.ndarray, np.ndarray]:
+    """``gram_inverse`` of a precomputed Gram matrix G = X^T X (items x items, sparse)."""
+    G = sp.csr_matrix(G)
+    n = G.shape[0]
+    _check_memory(n, memory_limit, dtype)
+    with stage(f"dense X^T X + l2 I of {n:,} items ({dtype})"):
         G.sort_indices()
-        buf = np.zeros((n, n), dtype=np.float32)
+        buf = np.zeros((n, n), dtype=dtype)
         kern.scatter_gram(buf, G.indptr.astype(np.int64), G.indices.astype(np.int64),
-                          G.data.astype(np.float32), np.float32(l2))
+                          G.data.astype(dtype), buf.dtype.type(l2))
         del G
     # in place, without holding the GIL (the stage's heartbeat runs meanwhile)
     with stage("Cholesky inversion (potrf + potri)"):
         info = cholesky_lower(buf)
         if info != 0:
-            raise SparseIdxError(f"X^T X + l2 I is not positive definite in float32 (LAPACK info={info}); "
+            raise SparseIdxError(f"X^T X + l2 I is not positive definite in {dtype} (LAPACK info={info}); "
                                  "increase --l2")
         info = inverse_from_cholesky_lower(buf)
         if info != 0:
@@ -72,55 +91,86 @@ def gram_inverse(X: sp.spmatrix, l2: float, memory_limit: int | None = None) -> 
     return buf, np.ascontiguousarray(np.diagonal(buf)).copy()
 
 
-def fit_cholesky(X, l2: float = 200.0, beta: float | str = "auto", k: int | None = 200,
-                 order: str = "popularity", item_ids: np.ndarray | None = None,
-                 memory_limit: int | None = None) -> Factors:
-    """Train Cholesky embeddings from interactions (Interactions or a users x items matrix).
+class Cholesky(Model):
+    """Cholesky embeddings: L with L L^T = beta D_P - P, rows pruned to ``k`` non-zeros.
 
-    ``beta``: a number > 1, or "auto" (start at 2, raise by 1.5x until beta D_P - P
-    is positive definite). ``k``: non-zeros kept per embedding row (None keeps all).
-    ``order``: "popularity", "cooccurrence" or "none". The beta used, the order and
-    the timings are recorded in ``Factors.params``.
+    The beta used, the order and the timings are recorded in ``Factors.params``.
     """
-    check_finite(l2=l2, beta=None if beta == "auto" else beta)
-    X, item_ids = as_matrix(X, item_ids)
-    if order not in ORDERS:
-        raise DataError(f"unknown item order {order!r}; choose one of {', '.join(ORDERS)}")
-    if k is not None and k < 1:
-        raise DataError(f"k must be at least 1 (or None for no pruning), got {k}")
-    auto = beta == "auto"
-    beta = 2.0 if auto else float(beta)
-    if beta <= 1.0:
-        raise DataError(f"beta must be greater than 1 for beta D_P - P to be positive definite, got {beta}")
-    t0 = time.perf_counter()
-    perm = item_order(X, order)
-    buf, diag = gram_inverse(X[:, perm], l2, memory_limit)
-    kern.mirror_lower_to_upper(buf)  # keep P in the upper triangle to retry with a larger beta
-    while True:
-        kern.lower_from_upper_shifted(buf, diag, np.float32(beta))
-        with stage(f"Cholesky of beta D_P - P (beta={beta:g})"):
-            info = cholesky_lower(buf)
-        if info == 0:
-            break
-        if not auto:
-            raise SparseIdxError(f"beta D_P - P is not positive definite at beta={beta:g}; "
-                                 "use --beta auto or a larger value")
-        if beta * 1.5 > MAX_BETA:
-            raise SparseIdxError(f"beta D_P - P stayed indefinite up to beta={beta:g}; increase --l2")
-        log.info("beta=%g is too small (LAPACK info=%d), retrying with %g", beta, info, beta * 1.5)
-        beta *= 1.5
-    with stage(f"pruning rows to k={k}"):
-        L = _lower_rows_to_csr(buf, k)
-    del buf
-    inv_perm = np.empty_like(perm)
-    inv_perm[perm] = np.arange(len(perm))
-    L = L[inv_perm]  # rows back to the caller's item order; dimensions stay in the fitted order
-    priors = np.zeros(len(perm), dtype=np.float32)
-    priors[perm] = np.where(diag > 0, 1.0 / np.maximum(diag, np.finfo(np.float32).tiny), 0.0)
-    params = {"l2": float(l2), "beta": float(beta), "beta_auto": auto, "k": k, "order": order,
-              "fit_seconds": round(time.perf_counter() - t0, 3)}
-    return Factors(encoder=L, embeddings=L, priors=priors, item_ids=item_ids, model="chol",
-                   params=params, popularity=popularity(X))
+
+    name = "chol"
+    params = (
+        l2_param(200.0),
+        Param("beta", float, "auto", "beta of beta*D_P - P; 'auto' starts at 2 and raises it by 1.5x until "
+              "positive definite", Range(1, low_open=True), also=("auto",)),
+        Param("k", int, 200, "non-zeros kept per embedding row (None, from Python, keeps all)", AT_LEAST_1,
+              also=(None,)),
+        Param("order", str, "popularity", "item order, which decides which rows can hold many non-zeros",
+              OneOf(ORDERS)),
+        Param("dtype", str, "float32", "floating-point type of the dense inversion and factorization: float32 "
+              "(half the memory) or float64 (the paper's); the embeddings are stored in float32 either way",
+              OneOf(DTYPES)),
+        MEMORY_LIMIT,
+    )
+
+    def _fit(self, X, item_ids) -> Factors:
+        t0 = time.perf_counter()
+        perm = item_order(X, self.order)
+        buf, diag = gram_inverse(X[:, perm], self.l2, self.memory_limit, self.dtype)
+        return self._factor(buf, diag, perm, popularity(X), item_ids, t0)
+
+    def fit_gram(self, G, counts, item_ids=None) -> Cholesky:
+        """Train from the Gram matrix G = X^T X (items x items, sparse) and users per item (``counts``).
+
+        The factors equal ``fit(X)``'s; G may be summed over partitions of X
+        (``sparseidx.distributed.gram``). Item ids default to 0..n-1.
+        """
+        t0 = time.perf_counter()
+        G = sp.csr_matrix(G, dtype=np.float32)
+        counts = np.asarray(counts, dtype=np.int64)
+        n = G.shape[0]
+        item_ids = np.arange(n, dtype=np.int64) if item_ids is None else np.asarray(item_ids)
+        if G.shape != (n, n) or counts.shape != (n,) or len(item_ids) != n:
+            raise DataError(f"a Gram matrix of shape {G.shape} needs {G.shape[0]} item counts and ids, "
+                            f"got {counts.shape[0] if counts.ndim else 0} and {len(item_ids)}")
+        perm = gram_order(G, counts, self.order, n)
+        buf, diag = invert_gram(G[perm][:, perm], self.l2, self.memory_limit, self.dtype)
+        self.factors_ = self._factor(buf, diag, perm, counts, item_ids, t0)
+        return self
+
+    def _factor(self, buf, diag, perm, counts, item_ids, t0) -> Factors:
+        """Factors from P = (X^T X + l2 I)^-1 of the permuted items (``buf``, ``diag``; see ``gram_inverse``)."""
+        auto = self.beta == "auto"
+        beta = 2.0 if auto else float(self.beta)
+        kern.mirror_lower_to_upper(buf)  # keep P in the upper triangle to retry with a larger beta
+        while True:
+            kern.lower_from_upper_shifted(buf, diag, buf.dtype.type(beta))
+            with stage(f"Cholesky of beta D_P - P (beta={beta:g})"):
+                info = cholesky_lower(buf)
+            if info == 0:
+                break
+            if not auto:
+                raise SparseIdxError(f"beta D_P - P is not positive definite at beta={beta:g}; "
+                                     "use --beta auto or a larger value")
+            if beta * 1.5 > MAX_BETA:
+                raise SparseIdxError(f"beta D_P - P stayed indefinite up to beta={beta:g}; increase --l2")
+            log.info("beta=%g is too small (LAPACK info=%d), retrying with %g", beta, info, beta * 1.5)
+            beta *= 1.5
+        with stage(f"pruning rows to k={self.k}"):
+            L = _lower_rows_to_csr(buf, self.k)
+        del buf
+        inv_perm = np.empty_like(perm)
+        inv_perm[perm] = np.arange(len(perm))
+        L = L[inv_perm]  # rows back to the caller's item order; dimensions stay in the fitted order
+        priors = np.zeros(len(perm), dtype=np.float32)
+        priors[perm] = np.where(diag > 0, 1.0 / np.maximum(diag, np.finfo(np.float32).tiny), 0.0)
+        params = {"l2": float(self.l2), "beta": float(beta), "beta_auto": auto, "k": self.k, "order": self.order,
+                  "dtype": self.dtype,
+                  "fit_seconds": round(time.perf_counter() - t0, 3)}
+        return Factors(encoder=L, embeddings=L, priors=priors, item_ids=item_ids, model=self.name,
+                       params=params, popularity=counts)
+
+
+fit_cholesky = fit_function(Cholesky, "fit_cholesky")
 
 
 def _lower_rows_to_csr(buf: np.ndarray, k: int | None) -> sp.csr_matrix:

@@ -19,10 +19,12 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from ..data import as_matrix, check_finite, popularity
+from ..data import popularity
 from ..errors import DataError
 from ..factors import DenseFactors, Factors
 from ..progress import counter, log
+from .base import SEED, Model, dims_param, fit_function
+from .params import AT_LEAST_1, POSITIVE, OneOf, Param, ParamError
 
 SCHEDULES = ("exponential", "linear", "step")
 
@@ -88,9 +90,10 @@ def top_k_rows(A: np.ndarray, k: int) -> np.ndarray:
 
 
 def nnz_schedule(dims: int, target: int, epochs: int, schedule: str) -> list[int]:
-    """Non-zeros per row kept after each epoch: from dims down to ``target``, reached by the last epoch."""
-    if schedule not in SCHEDULES:
-        raise DataError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    """Non-zeros per row kept after each epoch: from dims down to ``target``, reached by the last epoch.
+
+    ``schedule`` is one of SCHEDULES (Compressed ELSA's declaration refuses any other).
+    """
     steps = max(epochs - 1, 1)
     out = []
     for e in range(1, epochs + 1):
@@ -140,46 +143,66 @@ def _train(X, dims, epochs, batch_size, lr, seed, masks=None, rewind=False):
     return A, losses
 
 
-def _check(X, dims, epochs, batch_size, lr):
-    if X.nnz == 0:
-        raise DataError("no interactions to train on")
-    if dims < 1 or epochs < 1 or batch_size < 1 or not lr > 0:
-        raise DataError(f"dims, epochs and batch_size must be at least 1 and lr positive "
-                        f"(got dims={dims}, epochs={epochs}, batch_size={batch_size}, lr={lr})")
+class _ElsaBase(Model):
+    """The training parameters ELSA and Compressed ELSA share."""
+
+    training = (
+        Param("epochs", int, 10, "training epochs", AT_LEAST_1),
+        Param("batch_size", int, 1024, "users per batch", AT_LEAST_1),
+        Param("lr", float, 0.1, "learning rate", POSITIVE),
+    )
+
+    def _train(self, X, masks=None, rewind=False) -> tuple[np.ndarray, list[float]]:
+        if X.nnz == 0:
+            raise DataError("no interactions to train on")
+        A, losses = _train(sp.csr_matrix(X, dtype=np.float32), self.dims, self.epochs, self.batch_size, self.lr,
+                           self.seed, masks=masks, rewind=rewind)
+        return normalise_rows(A)[0], losses
 
 
-def fit_elsa(X, dims: int = 256, epochs: int = 10, batch_size: int = 1024, lr: float = 0.1, seed: int = 0,
-             item_ids: np.ndarray | None = None) -> DenseFactors:
+class Elsa(_ElsaBase):
     """Dense ELSA: E = V = A_hat (served by FAISS), priors 1."""
-    check_finite(lr=lr)
-    X, item_ids = as_matrix(X, item_ids)
-    _check(X, dims, epochs, batch_size, lr)
-    t0 = time.perf_counter()
-    A, losses = _train(sp.csr_matrix(X, dtype=np.float32), dims, epochs, batch_size, lr, seed)
-    A_hat, _ = normalise_rows(A)
-    params = {"dims": dims, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-              "losses": losses, "fit_seconds": round(time.perf_counter() - t0, 3)}
-    return DenseFactors(encoder=A_hat, embeddings=A_hat, priors=np.ones(X.shape[1], dtype=np.float32),
-                        item_ids=item_ids, model="elsa", params=params, popularity=popularity(X))
+
+    name = "elsa"
+    dense = True
+    params = (dims_param(256), *_ElsaBase.training, SEED)
+
+    def _fit(self, X, item_ids) -> DenseFactors:
+        t0 = time.perf_counter()
+        A_hat, losses = self._train(X)
+        params = {**self.get_params(), "losses": losses, "fit_seconds": round(time.perf_counter() - t0, 3)}
+        return DenseFactors(encoder=A_hat, embeddings=A_hat, priors=np.ones(X.shape[1], dtype=np.float32),
+                            item_ids=item_ids, model=self.name, params=params, popularity=popularity(X))
 
 
-def fit_compressed_elsa(X, dims: int = 1024, nnz_per_item: int = 16, epochs: int = 10, batch_size: int = 1024,
-                        lr: float = 0.1, schedule: str = "exponential", rewind: bool = False, seed: int = 0,
-                        item_ids: np.ndarray | None = None) -> Factors:
+class CompressedElsa(_ElsaBase):
     """Compressed ELSA: sparse A_hat with at most ``nnz_per_item`` non-zeros per row; E = V = A_hat, priors 1."""
-    check_finite(lr=lr)
-    X, item_ids = as_matrix(X, item_ids)
-    _check(X, dims, epochs, batch_size, lr)
-    if not 1 <= nnz_per_item <= dims:
-        raise DataError(f"nnz_per_item must be between 1 and dims ({dims}), got {nnz_per_item}")
-    plan = nnz_schedule(dims, nnz_per_item, epochs, schedule)
-    t0 = time.perf_counter()
-    A, losses = _train(sp.csr_matrix(X, dtype=np.float32), dims, epochs, batch_size, lr, seed, masks=plan,
-                       rewind=rewind)
-    A_hat, _ = normalise_rows(A)
-    params = {"dims": dims, "nnz_per_item": nnz_per_item, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-              "schedule": schedule, "nnz_plan": plan, "rewind": bool(rewind), "seed": seed, "losses": losses,
-              "fit_seconds": round(time.perf_counter() - t0, 3)}
-    return Factors(encoder=sp.csr_matrix(A_hat), embeddings=sp.csr_matrix(A_hat),
-                   priors=np.ones(X.shape[1], dtype=np.float32), item_ids=item_ids, model="celsa", params=params,
-                   popularity=popularity(X))
+
+    name = "celsa"
+    params = (
+        dims_param(1024),
+        Param("nnz_per_item", int, 16, "non-zeros per item after compression (at most dims)", AT_LEAST_1),
+        *_ElsaBase.training,
+        Param("schedule", str, "exponential", "how non-zeros per item decrease during training", OneOf(SCHEDULES)),
+        Param("rewind", bool, False, "rewind surviving weights to their initial values each stage"),
+        SEED,
+    )
+
+    def _check_together(self) -> None:
+        if self.nnz_per_item > self.dims:
+            raise ParamError("nnz_per_item", f"nnz_per_item must be between 1 and dims ({self.dims}), "
+                                             f"got {self.nnz_per_item}")
+
+    def _fit(self, X, item_ids) -> Factors:
+        plan = nnz_schedule(self.dims, self.nnz_per_item, self.epochs, self.schedule)
+        t0 = time.perf_counter()
+        A_hat, losses = self._train(X, masks=plan, rewind=self.rewind)
+        params = {**self.get_params(), "rewind": bool(self.rewind), "nnz_plan": plan, "losses": losses,
+                  "fit_seconds": round(time.perf_counter() - t0, 3)}
+        return Factors(encoder=sp.csr_matrix(A_hat), embeddings=sp.csr_matrix(A_hat),
+                       priors=np.ones(X.shape[1], dtype=np.float32), item_ids=item_ids, model=self.name,
+                       params=params, popularity=popularity(X))
+
+
+fit_elsa = fit_function(Elsa, "fit_elsa")
+fit_compressed_elsa = fit_function(CompressedElsa, "fit_compressed_elsa")

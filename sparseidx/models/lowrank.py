@@ -24,10 +24,12 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from ..data import as_matrix, check_finite, popularity
+from ..data import popularity
 from ..errors import DataError
 from ..factors import DenseFactors
 from ..progress import stage
+from .base import MEMORY_LIMIT, SEED, Model, dims_param, fit_function, l2_param
+from .params import NON_NEGATIVE, Param
 
 
 def truncated_svd(X: sp.spmatrix, dims: int, n_iter: int = 6, oversample: int = 16,
@@ -54,42 +56,58 @@ def truncated_svd(X: sp.spmatrix, dims: int, n_iter: int = 6, oversample: int = 
     return S[:dims].astype(np.float32), np.ascontiguousarray(Wt[:dims].T, dtype=np.float32)
 
 
-def fit_puresvd(X, dims: int = 256, n_iter: int = 6, seed: int = 0,
-                item_ids: np.ndarray | None = None) -> DenseFactors:
+N_ITER = Param("n_iter", int, 6, "power iterations of the randomized SVD", NON_NEGATIVE)
+
+
+class PureSVD(Model):
     """PureSVD (Cremonesi et al. 2010): E = V = W, the top right singular vectors of X."""
-    X, item_ids = as_matrix(X, item_ids)
-    t0 = time.perf_counter()
-    with stage(f"truncated SVD of X ({X.shape[0]:,} x {X.shape[1]:,}), d={dims}"):
-        S, W = truncated_svd(X, dims, n_iter=n_iter, seed=seed)
-    params = {"dims": int(dims), "n_iter": int(n_iter), "seed": int(seed),
-              "singular_values_top": float(S[0]), "fit_seconds": round(time.perf_counter() - t0, 3)}
-    return DenseFactors(encoder=W, embeddings=W, priors=np.ones(X.shape[1], dtype=np.float32), item_ids=item_ids,
-                        model="puresvd", params=params, popularity=popularity(X))
+
+    name = "puresvd"
+    dense = True
+    params = (dims_param(256), N_ITER, SEED)
+
+    def _fit(self, X, item_ids) -> DenseFactors:
+        t0 = time.perf_counter()
+        S, W = _svd(X, self)
+        params = {"dims": int(self.dims), "n_iter": int(self.n_iter), "seed": int(self.seed),
+                  "singular_values_top": float(S[0]), "fit_seconds": round(time.perf_counter() - t0, 3)}
+        return DenseFactors(encoder=W, embeddings=W, priors=np.ones(X.shape[1], dtype=np.float32),
+                            item_ids=item_ids, model=self.name, params=params, popularity=popularity(X))
 
 
-def fit_cholesky_lowrank(X, dims: int = 256, l2: float = 200.0, n_iter: int = 6, seed: int = 0,
-                         item_ids: np.ndarray | None = None, memory_limit: int | None = None) -> DenseFactors:
+class CholeskyLowRank(Model):
     """Rank-d counterpart of the Cholesky / EASE model: E = V = W f(S)^(1/2), priors 1 / diag(P).
 
     diag(P) is exact (the dense LAPACK route of the Cholesky model, with its memory
     check), so item scaling matches the sparse index; only the rank differs.
     """
-    from .cholesky import gram_inverse
 
-    check_finite(l2=l2)
-    X, item_ids = as_matrix(X, item_ids)
-    if l2 <= 0:
-        raise DataError(f"l2 must be positive, got {l2}")
-    t0 = time.perf_counter()
-    with stage(f"truncated SVD of X ({X.shape[0]:,} x {X.shape[1]:,}), d={dims}"):
-        S, W = truncated_svd(X, dims, n_iter=n_iter, seed=seed)
-    buf, diag = gram_inverse(X, l2, memory_limit)
-    del buf
-    s2 = S.astype(np.float64) ** 2
-    scale = np.sqrt(s2 / (s2 + l2) / l2).astype(np.float32)
-    V = W * scale[None, :]
-    priors = np.where(diag > 0, 1.0 / np.maximum(diag, np.finfo(np.float32).tiny), 0.0).astype(np.float32)
-    params = {"dims": int(dims), "l2": float(l2), "n_iter": int(n_iter), "seed": int(seed),
-              "fit_seconds": round(time.perf_counter() - t0, 3)}
-    return DenseFactors(encoder=V, embeddings=V, priors=priors, item_ids=item_ids, model="chol-lowrank",
-                        params=params, popularity=popularity(X))
+    name = "chol-lowrank"
+    dense = True
+    params = (dims_param(256), l2_param(200.0), N_ITER, SEED, MEMORY_LIMIT)
+
+    def _fit(self, X, item_ids) -> DenseFactors:
+        from .cholesky import gram_inverse
+
+        l2 = self.l2
+        t0 = time.perf_counter()
+        S, W = _svd(X, self)
+        buf, diag = gram_inverse(X, l2, self.memory_limit)
+        del buf
+        s2 = S.astype(np.float64) ** 2
+        scale = np.sqrt(s2 / (s2 + l2) / l2).astype(np.float32)
+        V = W * scale[None, :]
+        priors = np.where(diag > 0, 1.0 / np.maximum(diag, np.finfo(np.float32).tiny), 0.0).astype(np.float32)
+        params = {"dims": int(self.dims), "l2": float(l2), "n_iter": int(self.n_iter), "seed": int(self.seed),
+                  "fit_seconds": round(time.perf_counter() - t0, 3)}
+        return DenseFactors(encoder=V, embeddings=V, priors=priors, item_ids=item_ids, model=self.name,
+                            params=params, popularity=popularity(X))
+
+
+def _svd(X, model: Model) -> tuple[np.ndarray, np.ndarray]:
+    with stage(f"truncated SVD of X ({X.shape[0]:,} x {X.shape[1]:,}), d={model.dims}"):
+        return truncated_svd(X, model.dims, n_iter=model.n_iter, seed=model.seed)
+
+
+fit_puresvd = fit_function(PureSVD, "fit_puresvd")
+fit_cholesky_lowrank = fit_function(CholeskyLowRank, "fit_cholesky_lowrank")

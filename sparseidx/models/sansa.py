@@ -19,18 +19,23 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from ..data import as_matrix, check_finite, popularity
-from ..errors import DataError, SparseIdxError
+from ..data import popularity
+from ..errors import SparseIdxError
 from ..factors import Factors
 from ..openblas import import_pinned
 from ..progress import log, stage
 from ._icf import incomplete_cholesky, scaled_gramian
 from ._symbolic import cholesky_nnz
-from ._umr import sparsify_global, umr_inverse
+from ._umr import default_block, sparsify_global, umr_inverse
+from .base import Model, fit_function, l2_param
+from .params import AT_LEAST_1, NON_NEGATIVE, POSITIVE, OneOf, Param, ParamError, Range
 
 FACTORIZERS = ("auto", "cholmod", "icf")
+FINETUNE_WIDTHS = ("wide", "reference")
+DEFAULT_DENSITY = 5e-4
 MAX_RESTARTS = 30
-CHOLMOD_FACTOR_BUDGET = 0.25  # share of available memory the exact factor may take before 'auto' picks icf
+DEFAULT_BUDGET_GIB = 4.0  # the exact factor 'auto' accepts; the route's peak RSS was 3.6x it on amazon-book
+FACTOR_ENTRY_BYTES = 12  # float64 value + int32 row index per entry of the exact factor
 # Above this many items COLAMD's analysis of X^T X outlasts the whole ICF fit (on a 1M-item power-law
 # catalogue it had not finished after 6 minutes); ICF then orders items by popularity, rarest first.
 COLAMD_MAX_ITEMS = 200_000
@@ -59,20 +64,24 @@ def predicted_factor_nnz(X: sp.csr_matrix) -> int:
     return cholesky_nnz(X, _ordering(X, "simplicial").P())
 
 
-def _choose(X: sp.csr_matrix, factorizer: str, max_nnz: int) -> tuple[str, str]:
+def choose_factorizer(X: sp.csr_matrix, factorizer: str, budget_gib: float) -> tuple[str, str]:
+    """(factorizer, why): the user's choice, or for 'auto' the exact factor when it fits ``budget_gib``.
+
+    The decision depends on X and the budget only, never on the machine: the same
+    command picks the same factorizer everywhere.
+    """
     if factorizer != "auto":
         return factorizer, "chosen by the user"
     if X.shape[1] > COLAMD_MAX_ITEMS:
         return "icf", (f"{X.shape[1]:,} items: over {COLAMD_MAX_ITEMS:,}, the exact factor's analysis alone "
                        "would outlast an incomplete factor")
-    from ._memory import available_bytes
-
     nnz = predicted_factor_nnz(X)
-    need = nnz * 12  # float64 value + int32 row index per entry
-    if need > CHOLMOD_FACTOR_BUDGET * available_bytes():
-        return "icf", (f"the exact factor would hold {nnz:,} non-zeros ({need / 2**30:.1f} GiB), over "
-                       f"{CHOLMOD_FACTOR_BUDGET:.0%} of available memory")
-    return "cholmod", f"the exact factor holds {nnz:,} non-zeros ({need / 2**30:.2f} GiB), which fits in memory"
+    need = nnz * FACTOR_ENTRY_BYTES / 2**30
+    if need > budget_gib:
+        return "icf", (f"the exact factor would hold {nnz:,} non-zeros ({need:.2f} GiB), over the memory budget of "
+                       f"{budget_gib:g} GiB (--memory-budget-gib)")
+    return "cholmod", (f"the exact factor holds {nnz:,} non-zeros ({need:.2f} GiB), within the memory budget of "
+                       f"{budget_gib:g} GiB (--memory-budget-gib)")
 
 
 def cholmod_factor(X: sp.csr_matrix, l2: float, max_nnz: int) -> tuple[sp.csc_matrix, np.ndarray]:
@@ -108,59 +117,89 @@ def icf_factor(X: sp.csr_matrix, l2: float, max_nnz: int) -> tuple[sp.csc_matrix
     return sparsify_global(L, max_nnz), p, shift, ordering
 
 
-def fit_sansa(X, l2: float = 20.0, factorizer: str = "auto", density: float | None = None,
-              nnz_per_item: int | None = None, scans: int = 1, finetune_steps: int = 5,
-              item_ids: np.ndarray | None = None) -> Factors:
-    """Train SANSA embeddings; ``density`` (of the factor and its inverse, fraction of n^2) or ``nnz_per_item``.
+def finetune_width(width: int | str, n: int, factor_nnz: int) -> int:
+    """Columns per UMR finetune step: a count, 'wide' (the scan's block) or 'reference' (sansa 1.1's).
 
-    Default density: 5e-4. Returns Factors with E = W^T, V = decoder Z^T, priors 1,
-    and the factorizer used, its reason, the UMR losses and the non-zeros in params.
+    ``sansa`` 1.1 updates ceil(n x d) columns, d = nnz(L) / n^2 the density of the
+    sparsified factor it inverts (computed as it does, rounding included).
     """
-    check_finite(l2=l2, density=density)
-    X, item_ids = as_matrix(X, item_ids)
-    n = X.shape[1]
-    if factorizer not in FACTORIZERS:
-        raise DataError(f"unknown factorizer {factorizer!r}; choose one of {', '.join(FACTORIZERS)}")
-    if l2 <= 0:
-        raise DataError(f"l2 must be positive, got {l2}")
-    if density is not None and nnz_per_item is not None:
-        raise DataError("give --density or --nnz-per-item, not both")
-    if density is not None and not 0 < density <= 1:
-        raise DataError(f"density must be in (0, 1], got {density}")
-    if nnz_per_item is not None and nnz_per_item < 1:
-        raise DataError(f"nnz_per_item must be at least 1, got {nnz_per_item}")
-    if scans < 0 or finetune_steps < 0:
-        raise DataError("scans and finetune_steps must be non-negative")
-    if density is None:
-        density = 5e-4 if nnz_per_item is None else nnz_per_item / n
-    max_nnz = max(int(round(density * n * n)), 2 * n)  # at least the diagonal and one entry per column
-    t0 = time.perf_counter()
-    X = sp.csr_matrix(X, dtype=np.float64)
-    chosen, why = _choose(X, factorizer, max_nnz)
-    log.info("SANSA factorizer: %s (%s)", chosen, why)
-    shift, ordering = 0.0, "colamd"
-    with stage(f"{chosen} factor of X^T X + {l2:g} I ({n:,} items, target {max_nnz:,} non-zeros)"):
-        if chosen == "cholmod":
-            L, p = cholmod_factor(X, l2, max_nnz)
-        else:
-            L, p, shift, ordering = icf_factor(X, l2, max_nnz)
-    d = L.diagonal()
-    L_unit = sp.csc_matrix(L @ sp.diags(1.0 / d))  # L D L^T with D = diag(d)^2
-    D = d ** 2
-    with stage(f"UMR inverse ({scans} scan(s), {finetune_steps} finetune step(s))"):
-        K, losses = umr_inverse(L_unit, max_nnz, scans=scans, finetune_steps=finetune_steps)
-    inv_p = np.argsort(p)
-    W = sp.csr_matrix(K)[:, inv_p]  # A^-1 ~ W^T D^-1 W in the original item order
-    Wd = sp.csr_matrix(sp.diags(1.0 / D) @ W)
-    diag = np.asarray(W.multiply(Wd).sum(axis=0)).ravel()
-    if np.any(diag <= 0):
-        raise SparseIdxError("the approximate inverse has a non-positive diagonal; raise --density or --l2")
-    V = sp.csr_matrix(-(Wd @ sp.diags(1.0 / diag)).T)
-    E = sp.csr_matrix(W.T)
-    params = {"l2": float(l2), "factorizer": chosen, "factorizer_reason": why, "density": float(density),
-              "target_nnz": int(max_nnz), "nnz_factor": int(L.nnz), "nnz_inverse": int(K.nnz),
-              "ordering": ordering, "icf_shift": float(shift), "scans": int(scans),
-              "finetune_steps": int(finetune_steps),
-              "umr_losses": [float(x) for x in losses], "fit_seconds": round(time.perf_counter() - t0, 3)}
-    return Factors(encoder=E, embeddings=V, priors=np.ones(n, dtype=np.float32), item_ids=item_ids,
-                   model="sansa", params=params, popularity=popularity(X))
+    if width == "wide":
+        return default_block(n)
+    if width == "reference":
+        return max(int(np.ceil(n * (factor_nnz / (n * n)))), 1)
+    return min(int(width), n)
+
+
+class Sansa(Model):
+    """SANSA embeddings: E = W^T, V = decoder Z^T, priors 1, of the target ``density`` or ``nnz_per_item``.
+
+    The factorizer used, its reason, the UMR losses and the non-zeros are recorded in ``Factors.params``.
+    """
+
+    name = "sansa"
+    params = (
+        l2_param(20.0),
+        Param("factorizer", str, "auto", "exact CHOLMOD factor or incomplete Cholesky ('auto': cholmod when the "
+              "predicted exact factor fits memory_budget_gib, else icf)", OneOf(FACTORIZERS)),
+        Param("memory_budget_gib", float, DEFAULT_BUDGET_GIB, "GiB the exact factor (12 B per predicted non-zero) "
+              "may take for factorizer 'auto' to pick cholmod; a fixed figure, not the machine's free memory",
+              POSITIVE),
+        Param("density", float, None, f"target density of the factor and its inverse, fraction of N^2 "
+              f"(when neither it nor nnz_per_item is given: {DEFAULT_DENSITY:g})", Range(0, 1, low_open=True),
+              also=(None,)),
+        Param("nnz_per_item", int, None, "non-zeros per item (instead of density)", AT_LEAST_1, also=(None,)),
+        Param("scans", int, 1, "UMR scans", NON_NEGATIVE),
+        Param("finetune_steps", int, 5, "UMR finetune steps", NON_NEGATIVE),
+        Param("finetune_width", int, "wide", "columns each UMR finetune step updates: 'reference' as sansa 1.1, "
+              "ceil(n x the factor's density); 'wide' max(64, ceil(n/100)), a lower loss; or a count",
+              AT_LEAST_1, also=FINETUNE_WIDTHS),
+    )
+
+    def _check_together(self) -> None:
+        if self.density is not None and self.nnz_per_item is not None:
+            raise ParamError("density", "give density (--density) or nnz_per_item (--nnz-per-item), not both")
+
+    def _fit(self, X, item_ids) -> Factors:
+        l2, scans, finetune_steps = self.l2, self.scans, self.finetune_steps
+        n = X.shape[1]
+        density = self.density
+        if density is None:
+            density = DEFAULT_DENSITY if self.nnz_per_item is None else self.nnz_per_item / n
+        max_nnz = max(int(round(density * n * n)), 2 * n)  # at least the diagonal and one entry per column
+        t0 = time.perf_counter()
+        X = sp.csr_matrix(X, dtype=np.float64)
+        chosen, why = choose_factorizer(X, self.factorizer, self.memory_budget_gib)
+        log.info("SANSA factorizer: %s (%s)", chosen, why)
+        shift, ordering = 0.0, "colamd"
+        with stage(f"{chosen} factor of X^T X + {l2:g} I ({n:,} items, target {max_nnz:,} non-zeros)"):
+            if chosen == "cholmod":
+                L, p = cholmod_factor(X, l2, max_nnz)
+            else:
+                L, p, shift, ordering = icf_factor(X, l2, max_nnz)
+        d = L.diagonal()
+        L_unit = sp.csc_matrix(L @ sp.diags(1.0 / d))  # L D L^T with D = diag(d)^2
+        D = d ** 2
+        width = finetune_width(self.finetune_width, n, L.nnz)
+        with stage(f"UMR inverse ({scans} scan(s), {finetune_steps} finetune step(s) of {width:,} columns)"):
+            K, losses = umr_inverse(L_unit, max_nnz, scans=scans, finetune_steps=finetune_steps,
+                                    finetune_width=width)
+        inv_p = np.argsort(p)
+        W = sp.csr_matrix(K)[:, inv_p]  # A^-1 ~ W^T D^-1 W in the original item order
+        Wd = sp.csr_matrix(sp.diags(1.0 / D) @ W)
+        diag = np.asarray(W.multiply(Wd).sum(axis=0)).ravel()
+        if np.any(diag <= 0):
+            raise SparseIdxError("the approximate inverse has a non-positive diagonal; raise --density or --l2")
+        V = sp.csr_matrix(-(Wd @ sp.diags(1.0 / diag)).T)
+        E = sp.csr_matrix(W.T)
+        params = {"l2": float(l2), "factorizer": chosen, "factorizer_reason": why,
+                  "memory_budget_gib": float(self.memory_budget_gib), "density": float(density),
+                  "target_nnz": int(max_nnz), "nnz_factor": int(L.nnz), "nnz_inverse": int(K.nnz),
+                  "ordering": ordering, "icf_shift": float(shift), "scans": int(scans),
+                  "finetune_steps": int(finetune_steps), "finetune_width": self.finetune_width,
+                  "finetune_columns": int(width),
+                  "umr_losses": [float(x) for x in losses], "fit_seconds": round(time.perf_counter() - t0, 3)}
+        return Factors(encoder=E, embeddings=V, priors=np.ones(n, dtype=np.float32), item_ids=item_ids,
+                       model=self.name, params=params, popularity=popularity(X))
+
+
+fit_sansa = fit_function(Sansa, "fit_sansa")

@@ -1,0 +1,1 @@
+"""Plugins that run sparseidx inside other systems (a Feast online store)."""
