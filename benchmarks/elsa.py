@@ -5,7 +5,8 @@ the dense model 10x larger than the smallest is the third reference point. Each 
 trains in its own child process; Recall@20 / NDCG@20 come from the same index and
 metric code (FAISS Flat for dense ELSA, the sparse index for Compressed ELSA).
 
-    python benchmarks/elsa.py --data examples/amazon-book --out reports/elsa [--dense 32,64 --celsa-dims 1024 --epochs 5]
+    python benchmarks/elsa.py --data examples/amazon-book --out reports/elsa \\
+        [--dense 32,64 --celsa-dims 1024 --epochs 5]
 """
 
 from __future__ import annotations

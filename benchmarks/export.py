@@ -32,8 +32,6 @@ K = 20
 
 
 def child(index: str, target: str, out: str) -> dict:
-    import resource
-
     from sparseidx.errors import SparseIdxError
     from sparseidx.export import export
     from sparseidx.index import Index
@@ -47,8 +45,13 @@ def child(index: str, target: str, out: str) -> dict:
     paths = [out] + summary.get("companions", [])
     size = sum(os.path.getsize(os.path.join(d, f)) for p in paths for d, _, fs in os.walk(p) for f in fs) \
         if os.path.isdir(out) else sum(os.path.getsize(p) for p in paths)
-    return {"target": target, "seconds": seconds, "bytes": size, "summary": summary,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"target": target, "seconds": seconds, "bytes": size, "summary": summary, "peak_rss_mib": peak_rss_mib()}
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS since exec (VmHWM; ru_maxrss would include the parent's pages at fork)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
 def truth(index: str, users: str, n_users: int):
@@ -205,7 +208,8 @@ def main() -> None:
 def run(args) -> None:
     """Export to every target, load and query each store, and write the report."""
     files = os.path.join(args.out, "files")
-    os.makedirs(files, exist_ok=True)
+    shutil.rmtree(files, ignore_errors=True)  # what an interrupted run left (a Milvus Lite database among it)
+    os.makedirs(files)
     rows_of_id, U, S, ids = truth(args.index, args.users, args.n_users)
     runs = []
     for target in TARGETS:

@@ -11,6 +11,7 @@ from sparseidx.index import Index
 
 from .common import (IndexPath, echo_json, echo_table, filter_options, index_options, info, read_filters,
                      search_options)
+from .segments import merges_option
 
 
 @click.command()
@@ -36,8 +37,9 @@ from .common import (IndexPath, echo_json, echo_table, filter_options, index_opt
 @click.option("--segments", "n_segments", type=click.IntRange(min=1), default=None,
               help="Instead of one list: the user's top N item segments (dominant dimensions) and the top k "
                    "items in each.")
+@merges_option
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def query(index, items, history, users, out, overwrite, scheduler, k, skip_unknown, n_segments, as_json,
+def query(index, items, history, users, out, overwrite, scheduler, k, skip_unknown, n_segments, merges, as_json,
           exclude_items, allow_items, **search):
     """Recommend items for a history, or for every user in --users.
 
@@ -47,7 +49,7 @@ def query(index, items, history, users, out, overwrite, scheduler, k, skip_unkno
       sparseidx query book.idx --history 17 42 --query-dims 300 --json
       sparseidx query book.idx --users test_histories.txt --out recs.parquet -k 100
       sparseidx query book.idx --users histories/ --out recs/ --scheduler local:2
-      sparseidx query celsa.idx --history 17 42 --segments 5 -k 3
+      sparseidx query celsa.idx --history 17 42 --segments 5 -k 3 [--merges merges.tsv]
       sparseidx query book.idx --history 17 42 --exclude-items out_of_stock.txt
       sparseidx query book.idx --history 17 42 --allow-items category_7.txt -k 5
     A history with no items returns the most popular items, flagged as such.
@@ -66,6 +68,8 @@ def query(index, items, history, users, out, overwrite, scheduler, k, skip_unkno
         raise click.UsageError("--scheduler runs a batch: give --users HISTORIES and --out DIR")
     if users and not scheduler and os.path.isdir(users):
         raise click.UsageError(f"--users {users} is a directory: a dataset of histories files runs with --scheduler")
+    if merges and not n_segments:
+        raise click.UsageError("--merges applies to --segments N")
     if n_segments and (exclude_items or allow_items):
         raise click.UsageError("--segments does not take --exclude-items / --allow-items")
     idx = Index.open(index)
@@ -75,7 +79,7 @@ def query(index, items, history, users, out, overwrite, scheduler, k, skip_unkno
         _batch(idx, index, users, out, k, options, skip_unknown, overwrite, as_json, filters, scheduler)
         return
     if n_segments:
-        _segments(idx, [t for item in items for t in item.split(",") if t], n_segments, k, as_json)
+        _segments(idx, [t for item in items for t in item.split(",") if t], n_segments, k, merges, as_json)
         return
     tokens = [t for item in items for t in item.split(",") if t]
     res = idx.search_detailed([tokens], k, options, skip_unknown=skip_unknown, **filters)
@@ -115,15 +119,16 @@ def _batch(idx, index, users_path, out, k, options, skip_unknown, overwrite, as_
         info(f"wrote top-{summary['k']} for {summary['users']:,} users to {out}")
 
 
-def _segments(idx, tokens, n_segments, k, as_json):
-    from sparseidx.segments import item_segments, rank_segments
+def _segments(idx, tokens, n_segments, k, merges, as_json):
+    from sparseidx.segments import item_segments, rank_segments, read_merges
 
-    ranked = rank_segments(idx, item_segments(idx), tokens, n_segments, k)
+    ranked = rank_segments(idx, item_segments(idx, merges=read_merges(merges) if merges else None), tokens,
+                           n_segments, k)
     if as_json:
         echo_json({"history": tokens, "segments": ranked})
         return
     for seg in ranked:
-        click.echo(f"segment {seg['segment']} (dim {seg['dim']}{'+' if seg['sign'] > 0 else '-'}, "
+        click.echo(f"segment {seg['segment']} (dims {' '.join(seg['dims'])}, "
                    f"{seg['size']} items: {seg['name']})  score {seg['score']:.4g}")
         echo_table([{"rank": r + 1, "item_id": it["item_id"], "score": it["score"]}
                     for r, it in enumerate(seg["items"])])

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from helpers import random_interactions, write_lines
+from helpers import random_factors, random_interactions, write_lines
 
 from sparseidx import Index
 from sparseidx.errors import DataError
@@ -112,7 +112,7 @@ def test_invalid_parameters(kwargs, message):
         fit_elsa(sp.csr_matrix((5, 4)), dims=2)
 
 
-def test_segments_partition_items_and_rank_for_a_user(tmp_path):
+def test_segments_group_items_by_signed_dominant_dimension_and_rank_by_indicator(tmp_path):
     from click.testing import CliRunner
 
     from sparseidx.segments import item_segments, rank_segments
@@ -125,11 +125,15 @@ def test_segments_partition_items_and_rank_for_a_user(tmp_path):
     assert segs.sizes.sum() == 40 and len(segs.of_item) == 40  # every item in exactly one segment
     V = f.embeddings.toarray()
     dom = np.abs(V).argmax(axis=1)
-    assert np.array_equal(segs.dim[segs.of_item], dom)
-    assert np.array_equal(segs.sign[segs.of_item], np.where(V[np.arange(40), dom] >= 0, 1, -1))
-    ranked = rank_segments(index, segs, [0, 1], n_segments=3, k=2)
-    scores = [r["score"] for r in ranked]
-    assert scores == sorted(scores, reverse=True) and len(ranked) == min(3, len(segs.sizes))
+    sign = np.where(V[np.arange(40), dom] >= 0, "+", "-")
+    assert [segs.signed_dims(s) for s in segs.of_item] == [[f"{g}{d}"] for g, d in zip(sign, dom)]
+    ranked = rank_segments(index, segs, [0, 1], n_segments=50, k=2)
+    u = f.encoder[[0, 1]].toarray().sum(axis=0)  # u = x E for the history of items 0 and 1
+    expected = {s: sum((1 if t[0] == "+" else -1) * u[int(t[1:])] for t in segs.signed_dims(s))
+                for s in range(len(segs.sizes))}
+    assert [r["segment"] for r in ranked] == sorted((s for s in expected if expected[s] > 0),
+                                                     key=lambda s: (-expected[s], s))
+    assert all(r["score"] == pytest.approx(expected[r["segment"]]) for r in ranked)
     for r in ranked:
         assert all(segs.of_item[it["item_id"]] == r["segment"] and it["item_id"] not in (0, 1) for it in r["items"])
     write_lines(tmp_path / "train.txt", X)
@@ -143,11 +147,88 @@ def test_segments_partition_items_and_rank_for_a_user(tmp_path):
     res = runner.invoke(cli, ["query", str(tmp_path / "c.idx"), "--history", "0", "1", "--segments", "2", "-k", "2",
                               "--json"])
     assert res.exit_code == 0, res.output
-    assert len(json.loads(res.stdout)["segments"]) == 2
+    assert len(json.loads(res.stdout)["segments"]) == min(2, len(ranked))
     (tmp_path / "bad.tsv").write_text("no tab here\n")
     res = runner.invoke(cli, ["segments", str(tmp_path / "c.idx"), "--titles", str(tmp_path / "bad.tsv")])
     assert res.exit_code == 1 and "line 1" in res.output
 
+
+def test_merged_segments_hold_their_groups_and_score_by_the_normalised_indicator(tmp_path):
+    from click.testing import CliRunner
+
+    from sparseidx.segments import item_segments, rank_segments, read_merges
+    from sparseidx_cli.main import cli
+
+    X = random_interactions(150, 40, density=0.12, seed=8)
+    f = fit_compressed_elsa(X, dims=16, nnz_per_item=3, epochs=3, batch_size=64, lr=0.05, seed=2)
+    index = Index.build(f)
+    alone = item_segments(index)
+    a, b = np.argsort(-alone.sizes)[:2]  # the two largest groups join into one named segment
+    keys = alone.signed_dims(a) + alone.signed_dims(b)
+    (tmp_path / "merges.tsv").write_text(f"# merged by hand\nBig two\t{' '.join(keys)}\n\n")
+    segs = item_segments(index, merges=read_merges(str(tmp_path / "merges.tsv")))
+    assert segs.names[0] == "Big two" and segs.signed_dims(0) == keys
+    assert len(segs.sizes) == len(alone.sizes) - 1 and segs.sizes[0] == alone.sizes[a] + alone.sizes[b]
+    members = np.flatnonzero(segs.of_item == 0)
+    assert sorted(members) == sorted(np.flatnonzero((alone.of_item == a) | (alone.of_item == b)))
+    u = f.encoder[[5, 9]].toarray().sum(axis=0)
+    expected = sum((1 if t[0] == "+" else -1) * u[int(t[1:])] for t in keys) / np.sqrt(2)
+    assert segs.matrix[0].toarray().ravel() @ u == pytest.approx(expected)
+    ranked = rank_segments(index, segs, [5, 9], n_segments=len(segs.sizes), k=3)
+    assert (expected > 0) == any(r["segment"] == 0 for r in ranked)
+    assert all(r["score"] > 0 for r in ranked)
+    index.write(tmp_path / "c.idx")
+    res = CliRunner().invoke(cli, ["segments", str(tmp_path / "c.idx"), "--merges", str(tmp_path / "merges.tsv"),
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    assert {"segment": 0, "dims": " ".join(keys), "size": int(segs.sizes[0]), "name": "Big two"} in \
+        json.loads(res.stdout)["segments"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Fantasy +1 +2\n", "line 1: expected 'name<TAB>signed dimensions'"),
+    ("Fantasy\t\n", "line 1: expected 'name<TAB>signed dimensions'"),
+    ("# c\nFantasy\t+1 7\n", "line 2: '7' is not a signed dimension; write +12 or -305"),
+    ("Fantasy\t+1 -1\n", "listed twice or with both signs"),
+    ("Fantasy\t+1\nMagic\t+1 +2\n", "line 2: dimension +1 is already in segment 'Fantasy'"),
+    ("Fantasy\t+16\n", "dimension 16 is out of range (the index has 16)"),
+])
+def test_a_bad_merge_file_is_one_line_that_says_where(tmp_path, text, message):
+    from click.testing import CliRunner
+
+    from sparseidx_cli.main import cli
+
+    X = random_interactions(150, 40, density=0.12, seed=8)
+    Index.build(fit_compressed_elsa(X, dims=16, nnz_per_item=3, epochs=1, seed=2)).write(tmp_path / "c.idx")
+    (tmp_path / "m.tsv").write_text(text)
+    res = CliRunner().invoke(cli, ["segments", str(tmp_path / "c.idx"), "--merges", str(tmp_path / "m.tsv")])
+    assert res.exit_code == 1 and message in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(cli, ["query", str(tmp_path / "c.idx"), "--history", "1",
+                                   "--merges", str(tmp_path / "m.tsv")])
+    assert res.exit_code == 2 and "--merges applies to --segments N" in res.output
+
+
+@pytest.mark.parametrize("name", ["chol", "sansa"])
+def test_segments_refuse_indexes_with_one_dimension_per_item(tmp_path, name):
+    from click.testing import CliRunner
+
+    from sparseidx.models import model
+    from sparseidx_cli.main import cli
+
+    X = random_interactions(150, 40, density=0.12, seed=8)
+    Index.build(model(name, l2=5.0).fit(X).factors_).write(tmp_path / "i.idx")
+    for args in (["segments", str(tmp_path / "i.idx")], ["query", str(tmp_path / "i.idx"), "--history", "1",
+                                                         "--segments", "3"]):
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 1 and "segments need latent-factor dimensions" in res.output
+        assert "one dimension per item" in res.output and "--model celsa" in res.output
+
+
+def test_segments_refuse_imported_embeddings_with_as_many_dimensions_as_items():
+    from sparseidx.segments import item_segments
+
+    with pytest.raises(DataError, match=r"as many dimensions as items \(40 for 30\)"):
+        item_segments(Index.build(random_factors(1, 30, 40, 0.2)))
 
 def test_cli_builds_elsa_on_faiss_and_celsa_sparse(tmp_path):
     from click.testing import CliRunner

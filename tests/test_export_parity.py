@@ -30,13 +30,19 @@ def case():
     """(index, factors, histories X, user vectors U = X E, exact scores S = prior * U V^T, sparseidx's top-K)."""
     f = random_factors(7, N_ITEMS, N_DIMS, 0.08)
     assert (f.embeddings.data < 0).any() and f.priors.max() / f.priors.min() > 5
+    idx, X, U, S, ids = queried(f, seed=3)
+    return idx, f, X, U, S, ids
+
+
+def queried(f, seed):
+    """(index of f, histories X, user vectors U = X E, exact scores S = prior * U V^T, sparseidx's top-K)."""
     idx = Index.build(f)
-    X = random_histories(3, N_USERS, N_ITEMS, 6)
+    X = random_histories(seed, N_USERS, N_ITEMS, 6)
     U = sp.csr_matrix(X @ f.encoder)
     U.sort_indices()
     S = (U @ f.embeddings.T).toarray().astype(np.float64) * f.priors[None, :]
     _, ids = idx.search(X, K, exclude_history=False, threads=1)
-    return idx, f, X, U, S, ids
+    return idx, X, U, S, ids
 
 
 def assert_ranks_alike(case, got):
@@ -117,12 +123,7 @@ def test_milvus_lite_ranks_signed_embeddings_like_sparseidx_through_a_dense_fiel
 def test_milvus_lite_ranks_non_negative_embeddings_like_sparseidx_through_a_sparse_field(tmp_path):
     g = random_factors(8, N_ITEMS, N_DIMS, 0.08)
     g = Factors(encoder=abs(g.encoder), embeddings=abs(g.embeddings), priors=g.priors, item_ids=g.item_ids)
-    idx = Index.build(g)
-    X = random_histories(4, N_USERS, N_ITEMS, 6)
-    U = sp.csr_matrix(X @ g.encoder)
-    U.sort_indices()
-    S = (U @ g.embeddings.T).toarray().astype(np.float64) * g.priors[None, :]
-    _, ids = idx.search(X, K, exclude_history=False, threads=1)
+    idx, X, U, S, ids = queried(g, seed=4)
     export(idx, "milvus", str(tmp_path / "items.parquet"))
     guide, got = milvus_top(tmp_path, tmp_path / "items.parquet", U, K)
     assert guide["sparseidx"]["vector_field"] == "sparse"

@@ -95,6 +95,53 @@ def test_tampered_file_is_refused(tmp_path):
     assert "SHA-256" in Index.verify(path)[0]
 
 
+def hashes_while(monkeypatch, action) -> int:
+    """How many files ``action`` hashed (calls of hashlib.sha256 in the format module)."""
+    calls = []
+    real = fmt.hashlib.sha256
+
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(fmt.hashlib, "sha256", counting)
+    action()
+    monkeypatch.setattr(fmt.hashlib, "sha256", real)
+    return len(calls)
+
+
+def test_verified_checksums_are_remembered_per_file_version_and_verify_always_hashes(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSEIDX_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "idx"
+    Index.build(random_factors(6, 50, 10, 0.2)).write(path)
+    n_files = len(json.loads((path / "manifest.json").read_text())["files"])
+    assert hashes_while(monkeypatch, lambda: Index.open(path)) == n_files
+    assert hashes_while(monkeypatch, lambda: Index.open(path)) == 0  # remembered
+    assert hashes_while(monkeypatch, lambda: Index.verify(path)) == n_files  # a full check, always
+    target = path / "postings.arrow"
+    st = target.stat()
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size and mtime: the ctime still moved
+    with pytest.raises(IndexFormatError, match="postings.arrow: SHA-256 does not match"):
+        Index.open(path)
+    monkeypatch.setenv("SPARSEIDX_REMEMBER_VERIFIED", "0")
+    Index.build(random_factors(6, 50, 10, 0.2)).write(path, overwrite=True)
+    assert hashes_while(monkeypatch, lambda: Index.open(path)) == n_files
+    assert hashes_while(monkeypatch, lambda: Index.open(path)) == n_files
+
+
+def test_an_unwritable_cache_only_means_hashing_again(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("SPARSEIDX_CACHE_DIR", str(tmp_path / "file" / "cache"))  # cannot be a directory
+    path = tmp_path / "idx"
+    Index.build(random_factors(6, 50, 10, 0.2)).write(path)
+    n_files = len(json.loads((path / "manifest.json").read_text())["files"])
+    assert hashes_while(monkeypatch, lambda: Index.open(path)) == n_files
+    assert hashes_while(monkeypatch, lambda: Index.open(path)) == n_files
+
+
 def test_truncated_file_is_refused_even_without_checksums(tmp_path):
     path = tmp_path / "idx"
     Index.build(random_factors(7, 50, 10, 0.2)).write(path)

@@ -5,11 +5,15 @@ import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
 from helpers import dense_ease, random_interactions, write_lines
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sparseidx import Index
 from sparseidx.errors import DataError
+from sparseidx.models._gram import gram_lower
 from sparseidx.models._icf import incomplete_cholesky, scaled_gramian
-from sparseidx.models._umr import loss, residual, sparsify_global, umr_inverse
+from sparseidx.models import _umr
+from sparseidx.models._umr import column_residuals, loss, residual, sparsify_global, umr_inverse
 from sparseidx.models.sansa import fit_sansa
 from sparseidx_cli.main import cli
 
@@ -39,6 +43,66 @@ def test_scaled_gramian_equals_the_dense_formula_with_an_untouched_item():
     np.testing.assert_allclose(s, np.diag(S), rtol=1e-6)
     np.testing.assert_allclose(A.toarray(), np.tril(S @ M @ S), rtol=1e-5, atol=1e-7)
     assert np.all(A.diagonal() == 1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_users=st.integers(0, 60), n_items=st.integers(1, 40), density=st.floats(0.0, 0.5), seed=st.integers(0, 99))
+def test_gram_lower_triangle_equals_the_dense_product(n_users, n_items, density, seed):
+    rng = np.random.default_rng(seed)
+    X = sp.random(n_users, n_items, density=density, random_state=rng, format="csr",
+                  data_rvs=lambda k: rng.integers(1, 4, k).astype(np.float64))  # weights, not only 1
+    G, norms_sq = gram_lower(X)
+    dense = (X.T @ X).toarray()
+    assert G.has_sorted_indices and G.indices.dtype == np.int32 and G.data.dtype == np.float32
+    np.testing.assert_array_equal(G.toarray(), np.tril(dense))
+    assert G.nnz == np.count_nonzero(np.tril(dense))
+    np.testing.assert_allclose(norms_sq, (dense ** 2).sum(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("chunk, max_nnz", [(3, 300), (1000, 300), (2, 90), (1000, 90)])
+def test_a_step_in_chunks_equals_the_dense_step_then_the_global_top(monkeypatch, chunk, max_nnz):
+    """One minimal-residual step on some columns, then the largest max_nnz entries (diagonal kept), in numpy.
+
+    With 90 entries, the chunks of 2 columns fill more than the room and entries are dropped early."""
+    monkeypatch.setattr(_umr, "UPDATE_CHUNK", chunk)
+    X, L = unit_lower_factor(40, seed=5)
+    K = _umr.sparsify_global(sp.csc_matrix(2 * sp.identity(40, format="csc") - L), max_nnz)
+    cols = np.array([2, 5, 6, 17, 30, 31, 39])
+    Ld, Kd = L.toarray(), K.toarray()
+    R = np.eye(40)[:, cols] - Ld @ Kd[:, cols]
+    P = Ld @ R
+    pp = (P * P).sum(axis=0)
+    assert (pp > 0).sum() >= 4  # most of the columns take a real step
+    Kd[:, cols] += R * np.divide((R * P).sum(axis=0), pp, out=np.zeros(len(cols)), where=pp > 0)
+    mags = np.abs(Kd)
+    mags[np.diag_indices(40)] = np.inf
+    cut = np.sort(mags[mags > 0])[::-1][max_nnz - 1]
+    expected = np.where(mags >= cut, Kd, 0.0)
+    got = _umr._update(L, K, cols, max_nnz)
+    assert got.nnz == max_nnz
+    np.testing.assert_allclose(got.toarray(), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_changed_columns_are_exactly_the_columns_with_a_different_entry():
+    A = sp.csc_matrix(np.array([[1.0, 0, 2], [0, 3, 0], [4, 0, 5]]))
+    B = sp.csc_matrix(np.array([[1.0, 0, 2], [0, 3, 1e-300], [4, 0, 0]]))
+    assert _umr.changed_columns(A, B).tolist() == [2]
+    assert _umr.changed_columns(A, A.copy()).tolist() == []
+
+
+def test_column_residuals_equal_the_dense_residual_norms():
+    rng = np.random.default_rng(4)
+    n = 70
+    L = sp.csc_matrix(sp.tril(sp.random(n, n, density=0.1, random_state=rng), k=-1) + sp.identity(n))
+    keep = np.ones(n)
+    keep[3] = 0  # a column of K with no entry: its residual is e_3 - 0
+    K = sp.csc_matrix(sp.random(n, n, density=0.08, random_state=rng) @ sp.diags(keep))
+    K.eliminate_zeros()
+    R = np.eye(n) - L.toarray() @ K.toarray()
+    np.testing.assert_allclose(column_residuals(L, K), (R ** 2).sum(axis=0), rtol=1e-12)
+    assert column_residuals(L, K)[3] == 1.0
+    cols = np.array([69, 3, 10, 11])
+    np.testing.assert_allclose(column_residuals(L, K, cols), (R[:, cols] ** 2).sum(axis=0), rtol=1e-12)
 
 
 @pytest.mark.parametrize("factorizer", ["cholmod", "icf"])
@@ -73,11 +137,15 @@ def test_ranking_approaches_ease_as_density_grows(factorizer):
     assert overlaps == sorted(overlaps) and overlaps[0] > 0.4 and overlaps[-1] > 0.75
 
 
+def unit_lower_factor(n_items, seed):
+    """(X, the complete unit lower-triangular factor of X^T X + 3 I) for 150 random users."""
+    X = random_interactions(150, n_items, density=0.1, seed=seed)
+    L = incomplete_cholesky((X.T @ X + 3.0 * sp.identity(n_items)).tocsc(), budget=n_items - 1)
+    return X, sp.csc_matrix(L @ sp.diags(1 / L.diagonal()))
+
+
 def test_umr_reduces_the_residual_monotonically_on_a_fixed_pattern():
-    X = random_interactions(150, 50, density=0.1, seed=3)
-    A = (X.T @ X + 3.0 * sp.identity(50)).tocsc()
-    L = incomplete_cholesky(A, budget=49)
-    L = sp.csc_matrix(L @ sp.diags(1 / L.diagonal()))
+    X, L = unit_lower_factor(50, seed=3)
     K, losses = umr_inverse(L, max_nnz=50 * 50, scans=3, finetune_steps=8)
     assert all(b <= a + 1e-15 for a, b in zip(losses, losses[1:]))
     assert losses[-1] < 1e-3 * losses[0]
@@ -232,10 +300,7 @@ def test_finetune_width_reference_is_sansa_11s_and_wide_is_the_scan_block(monkey
 
 
 def test_finetune_updates_exactly_the_worst_width_columns():
-    X = random_interactions(150, 60, density=0.1, seed=9)
-    A = (X.T @ X + 3.0 * sp.identity(60)).tocsc()
-    L = incomplete_cholesky(A, budget=59)
-    L = sp.csc_matrix(L @ sp.diags(1 / L.diagonal()))
+    X, L = unit_lower_factor(60, seed=9)
     K0, _ = umr_inverse(L, max_nnz=60 * 60, scans=0, finetune_steps=0)
     K1, losses = umr_inverse(L, max_nnz=60 * 60, scans=0, finetune_steps=1, finetune_width=3)
     sq = loss(residual(L, K0))[1]

@@ -345,6 +345,39 @@ def test_a_deny_list_set_under_the_service_is_served_from_the_next_request_on(da
     set_denied(str(path), [])
 
 
+def test_connections_opened_at_once_are_spread_over_the_workers(data):
+    """16 keep-alive clients connecting together: both workers serve some, each from a listening socket of its
+    own (SO_REUSEPORT: the kernel spreads connections; one shared socket measured all 16 on one worker)."""
+    import http.client
+
+    with services((data[0] / "sparse.idx", "--workers", "2")) as [service]:
+        with open("/proc/net/tcp") as fh:  # local address (hex ip:port), state 0A = LISTEN
+            listening = [f for f in (line.split() for line in fh.readlines()[1:])
+                         if f[3] == "0A" and int(f[1].split(":")[1], 16) == service.port]
+        assert len(listening) == 2
+        conns = [http.client.HTTPConnection("127.0.0.1", service.port, timeout=30) for _ in range(16)]
+        for c in conns:
+            c.connect()
+        pids = []
+        for c in conns:
+            c.request("GET", "/v1/info")
+            pids.append(json.loads(c.getresponse().read())["worker_pid"])
+            c.close()
+        assert len(set(pids)) == 2, pids
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_one_line(data, workers):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        res = subprocess.run([sys.executable, "-m", "sparseidx_cli.main", "serve", str(data[0] / "sparse.idx"),
+                              "--port", str(port), "--workers", workers], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use; choose another --port" in res.stderr
+
+
 def test_a_killed_worker_is_replaced_and_the_others_keep_serving(data):
     root = data[0]
     with services((root / "sparse.idx", "--workers", "2")) as [service]:

@@ -130,7 +130,8 @@ def cost_model(entries: float, n_items: int, single_us: float, batch_us: float, 
     host_us = (entries * host["ns_per_posting"] + n_items * host["ns_per_item"]) / 1000
     return {"cost_model_us": model_us, "batch_us": batch_us, "mean_over_model": single_us / model_us,
             "batch_over_model": batch_us / model_us, "host_ns_per_posting": host["ns_per_posting"],
-            "host_ns_per_item": host["ns_per_item"], "host_model_us": host_us, "batch_over_host_model": batch_us / host_us}
+            "host_ns_per_item": host["ns_per_item"], "host_model_us": host_us,
+            "batch_over_host_model": batch_us / host_us}
 
 
 def summary(rows: list[dict], thread_counts: list[int], target: float = 0.99) -> dict:
@@ -217,7 +218,8 @@ def markdown(rows: list[dict], meta: dict, k: int, thread_counts: list[int]) -> 
                 r["method"], r["setting"], f"{r['postings_per_query']:,.0f}", f"{r['entries_per_query']:,.0f}",
                 f"{r['cost_model_us']:,.1f}", f"{r['mean_us']:,.1f}", f"{r['mean_over_model']:.2f}",
                 f"{r['batch_us']:,.1f}", f"{r['batch_over_model']:.2f}", f"{r['host_ns_per_posting']:.2f}",
-                f"{r['host_ns_per_item']:.2f}", f"{r['host_model_us']:,.1f}", f"{r['batch_over_host_model']:.2f}"]) + " |")
+                f"{r['host_ns_per_item']:.2f}", f"{r['host_model_us']:,.1f}",
+                f"{r['batch_over_host_model']:.2f}"]) + " |")
     return "\n".join(lines) + "\n"
 
 

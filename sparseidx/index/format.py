@@ -45,6 +45,7 @@ from .. import __version__
 from ..errors import IndexFormatError
 from ..files import OutputKind, atomic_output, check_output
 from ..plain import json_default
+from . import verified
 
 FORMAT_NAME = "sparseidx"
 FORMAT_VERSION = 1
@@ -238,20 +239,32 @@ class IndexFiles:
             os.close(fd)
         self._fds = {}
 
-    def problems(self, checksums: bool = True) -> list[str]:
-        """Listed files of the wrong size or (with ``checksums``) the wrong SHA-256."""
-        found = []
+    def problems(self, checksums: bool = True, remembered: bool = False) -> list[str]:
+        """Listed files of the wrong size or (with ``checksums``) the wrong SHA-256.
+
+        With ``remembered``, a file whose version was verified before is not hashed again
+        (``verified.py``), and the files that pass are remembered."""
+        remembered = remembered and checksums and verified.enabled()
+        record = verified.load() if remembered else {}
+        found, passed = [], []
         for name, info in self.manifest["files"].items():
-            size = os.fstat(self._fds[name]).st_size
-            if size != info["bytes"]:
-                found.append(f"{name}: {size} bytes, manifest says {info['bytes']} (truncated or replaced)")
-            elif checksums and hashlib.sha256(self._map(name)).hexdigest() != info["sha256"]:
+            st = os.fstat(self._fds[name])
+            if st.st_size != info["bytes"]:
+                found.append(f"{name}: {st.st_size} bytes, manifest says {info['bytes']} (truncated or replaced)")
+            elif not checksums or (remembered and verified.is_known(record, st, info["sha256"])):
+                continue
+            elif hashlib.sha256(self._map(name)).hexdigest() != info["sha256"]:
                 found.append(f"{name}: SHA-256 does not match the manifest (file modified or corrupted)")
+            else:
+                passed.append((st, info["sha256"]))
+        if remembered:
+            verified.remember(passed)
         return found
 
     def ensure_intact(self, checksums: bool = True) -> None:
-        """Raise IndexFormatError if any listed file is truncated or modified."""
-        found = self.problems(checksums)
+        """Raise IndexFormatError if any listed file is truncated or modified (checksums remembered per file
+        version, see ``verified.py``)."""
+        found = self.problems(checksums, remembered=True)
         if found:
             raise IndexFormatError(f"{self.path}: refusing a damaged index: " + "; ".join(found)
                                    + ". Rebuild it with 'sparseidx build'")

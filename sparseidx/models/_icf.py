@@ -16,6 +16,8 @@ import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
+from ._gram import gram_lower
+
 
 @nb.njit(cache=True)
 def _icf(n, a_indptr, a_rows, a_vals, shift, budget, l_indptr, l_rows, l_vals):
@@ -107,72 +109,36 @@ def _icf(n, a_indptr, a_rows, a_vals, shift, budget, l_indptr, l_rows, l_vals):
 
 
 @nb.njit(cache=True)
-def _column_norms(indptr, data):
-    """Euclidean norm of every column of a compressed matrix, without a temporary per entry."""
+def _scale_in_place(indptr, rows, vals, c):
+    """diag(c) G diag(c) off the diagonal and 1 on it, over the lower triangle of G (sorted rows)."""
     n = indptr.shape[0] - 1
-    out = np.zeros(n, dtype=np.float64)
     for j in range(n):
-        acc = 0.0
-        for p in range(indptr[j], indptr[j + 1]):
-            acc += np.float64(data[p]) * data[p]
-        out[j] = np.sqrt(acc)
-    return out
-
-
-@nb.njit(cache=True)
-def _scaled_lower(indptr, rows, data, c, out_rows, out_vals):
-    """Lower triangle of diag(c) G diag(c), a unit diagonal first in every column (layout of ``_lower_counts``)."""
-    n = indptr.shape[0] - 1
-    pos = 0
-    for j in range(n):
-        out_rows[pos] = j
-        out_vals[pos] = 1.0
-        pos += 1
         for p in range(indptr[j], indptr[j + 1]):
             i = rows[p]
-            if i > j:
-                out_rows[pos] = i
-                out_vals[pos] = data[p] * (c[i] * c[j])
-                pos += 1
-
-
-@nb.njit(cache=True)
-def _lower_counts(indptr, rows):
-    """Column pointers of the lower triangle (diagonal included) of a compressed matrix."""
-    n = indptr.shape[0] - 1
-    out = np.zeros(n + 1, dtype=np.int64)
-    for j in range(n):
-        cnt = 1  # the diagonal
-        for p in range(indptr[j], indptr[j + 1]):
-            if rows[p] > j:
-                cnt += 1
-        out[j + 1] = out[j] + cnt
-    return out
+            vals[p] = 1.0 if i == j else vals[p] * (c[i] * c[j])
 
 
 def scaled_gramian(X: sp.spmatrix, l2: float) -> tuple[sp.csc_matrix, np.ndarray]:
     """(A, s): the unit-diagonal lower triangle A = S (D^-1 G D^-1 + l2 I) S of G = X^T X, and s = diag(S).
 
     D scales item j by ||G_j||^(1/2) (1 for items nobody touched), as in the paper's
-    ICF route; S = diag(D^-1 G D^-1 + l2 I)^(-1/2) gives the unit diagonal. Memory:
-    G in float32 and the lower triangle, no temporary per entry of G.
+    ICF route; S = diag(D^-1 G D^-1 + l2 I)^(-1/2) gives the unit diagonal. Memory: the
+    lower triangle of G (float32 values), scaled in place (``_gram``).
     """
-    Xr = sp.csr_matrix(X, dtype=np.float32)
-    G = Xr.T @ Xr
-    if G.format != "csc":  # symmetric: the CSR arrays of G are the CSC arrays of G^T = G, no conversion copy
-        G = sp.csc_matrix((G.data, G.indices, G.indptr), shape=G.shape)
-    del Xr
-    da = np.sqrt(_column_norms(G.indptr, G.data))
+    G, norms_sq = gram_lower(X)
+    n = G.shape[0]
+    da = np.sqrt(np.sqrt(norms_sq))
     da[da == 0] = 1.0
-    s = 1.0 / np.sqrt(G.diagonal().astype(np.float64) / da**2 + l2)
-    c = s / da  # A_ij = G_ij c_i c_j off the diagonal
-    indptr = _lower_counts(G.indptr, G.indices)
-    rows = np.empty(indptr[-1], dtype=np.int32)
-    vals = np.empty(indptr[-1], dtype=np.float32)
-    _scaled_lower(G.indptr, G.indices, G.data, c, rows, vals)
-    del G
-    n = X.shape[1]
-    return sp.csc_matrix((vals, rows, indptr), shape=(n, n)), s
+    first = G.indptr[:-1]
+    has_diag = (np.diff(G.indptr) > 0) & (G.indices[np.minimum(first, max(G.nnz - 1, 0))] == np.arange(n))
+    diag = np.zeros(n, dtype=np.float64)
+    diag[has_diag] = G.data[first[has_diag]]
+    s = 1.0 / np.sqrt(diag / da**2 + l2)
+    _scale_in_place(G.indptr, G.indices, G.data, s / da)
+    if not has_diag.all():  # items nobody touched: a unit diagonal of their own
+        G = sp.csc_matrix(G + sp.diags((~has_diag).astype(np.float32), format="csc"))
+        G.sort_indices()
+    return G, s
 
 
 def incomplete_cholesky(A: sp.spmatrix, budget: int, shift: float = 0.0) -> sp.csc_matrix | int:

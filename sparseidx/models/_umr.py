@@ -7,7 +7,9 @@ target number of non-zeros (largest magnitudes, diagonal always kept). Finetune
 steps repeat the update on the ``finetune_width`` columns with the largest
 length-normalised residuals (``sansa`` 1.1 updates ceil(n * density) of them). The
 loss ||I - L K||_F^2 / n is logged before every finetune step and at the end; a
-scan logs the residuals it met, each block's taken just before its own update.
+scan logs the residuals it met, each block's taken just before its own update. Residual
+norms come from a compiled kernel (``column_residuals``) that never forms I - L K; residual
+columns are formed (scipy) only for the columns a step updates.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..progress import counter, log
+from ._parallel import balanced_ranges, work_column
 
 
 @nb.njit(cache=True)
@@ -74,22 +77,150 @@ def loss(R: sp.csc_matrix) -> tuple[float, np.ndarray]:
     return float(sq.mean()), sq
 
 
-def column_residuals(L: sp.csc_matrix, K: sp.csc_matrix, block: int) -> np.ndarray:
-    """Squared norms of every column of I - L K, computed block by block."""
-    n = L.shape[0]
-    return np.concatenate([loss(residual(L, K, np.arange(s, min(s + block, n))))[1] for s in range(0, n, block)])
+@nb.njit(cache=True)
+def _times_l(lo, hi, rows, vals, l_indptr, l_rows, l_vals, w, mark, touched):
+    """Accumulate L v into w for the sparse column v = (rows[lo:hi], vals[lo:hi]); returns how many rows
+    of w it touched (listed in ``touched``, flagged in ``mark``)."""
+    nt = 0
+    for p in range(lo, hi):
+        r = rows[p]
+        v = vals[p]
+        for q in range(l_indptr[r], l_indptr[r + 1]):
+            i = l_rows[q]
+            w[i] += l_vals[q] * v
+            if mark[i] == 0:
+                mark[i] = 1
+                touched[nt] = i
+                nt += 1
+    return nt
 
 
-def _update(L, K, R_part, cols, max_nnz):
-    """Minimal-residual step on the columns ``cols`` of K (residuals R_part), then global re-sparsification."""
-    P = L @ R_part
-    pp = np.asarray(P.multiply(P).sum(axis=0)).ravel()
-    rp = np.asarray(R_part.multiply(P).sum(axis=0)).ravel()
-    alpha = np.divide(rp, pp, out=np.zeros_like(rp), where=pp > 0)
-    step = sp.csc_matrix(R_part @ sp.diags(alpha))
-    delta = sp.csc_matrix((step.data, step.indices, np.r_[0, np.cumsum(np.bincount(
-        np.repeat(cols, np.diff(step.indptr)), minlength=K.shape[1]))]), shape=K.shape)
-    return sparsify_global(K + delta, max_nnz)
+@nb.njit(parallel=True, cache=True)
+def _residual_norms(cols, starts, l_indptr, l_rows, l_vals, k_indptr, k_rows, k_vals, out):
+    """out[t] = ||e_c - L k_c||^2 for c = cols[t]; positions in ``cols`` split among threads by ``starts``."""
+    n = l_indptr.shape[0] - 1
+    for chunk in nb.prange(starts.shape[0] - 1):
+        w, mark, touched = work_column(n)
+        for t_out in range(starts[chunk], starts[chunk + 1]):
+            c = cols[t_out]
+            nt = _times_l(k_indptr[c], k_indptr[c + 1], k_rows, k_vals, l_indptr, l_rows, l_vals, w, mark, touched)
+            acc = 0.0 if mark[c] else 1.0  # e_c where L k_c has no entry in row c
+            for t in range(nt):
+                i = touched[t]
+                v = (1.0 - w[i]) if i == c else w[i]
+                acc += v * v
+                w[i] = 0.0
+                mark[i] = 0
+            out[t_out] = acc
+
+
+def column_residuals(L: sp.csc_matrix, K: sp.csc_matrix, cols: np.ndarray | None = None) -> np.ndarray:
+    """Squared norms of the columns ``cols`` (default all) of I - L K, without forming it.
+
+    Compiled, the columns split among threads by their non-zeros in K; O(n) memory per thread."""
+    K = sp.csc_matrix(K)
+    cols = np.arange(K.shape[1], dtype=np.int64) if cols is None else np.asarray(cols, dtype=np.int64)
+    out = np.empty(len(cols), dtype=np.float64)
+    cost = np.empty(len(cols), dtype=np.float64)
+    _column_costs(cols, K.indptr, K.indices, L.indptr, cost)
+    _residual_norms(cols, balanced_ranges(cost), L.indptr, L.indices, L.data, K.indptr, K.indices, K.data, out)
+    return out
+
+
+@nb.njit(cache=True)
+def _column_costs(cols, k_indptr, k_rows, l_indptr, out):
+    """Multiply-adds of L k_c for each c in ``cols``: the late columns of L are the dense ones, so the
+    threads' shares are balanced by this, not by the columns' non-zeros in K."""
+    for t in range(cols.shape[0]):
+        c = cols[t]
+        acc = 1.0
+        for p in range(k_indptr[c], k_indptr[c + 1]):
+            r = k_rows[p]
+            acc += l_indptr[r + 1] - l_indptr[r]
+        out[t] = acc
+
+
+UPDATE_CHUNK = 256  # columns whose residuals are formed at once in a step: bounds its memory
+
+
+def _update(L, K, cols, max_nnz):
+    """Minimal-residual step on the columns ``cols`` of K, then global re-sparsification.
+
+    Equal to stepping all of ``cols`` at once and keeping the largest ``max_nnz`` (the diagonal
+    always), but formed UPDATE_CHUNK columns at a time: the largest max_nnz magnitudes met so far
+    (the unchanged columns', then each chunk's) bound the final cut from below, so a stepped entry
+    under that floor can never be kept and is dropped at once. A step's memory is then one chunk's
+    residuals plus what can survive, not every residual of ``cols`` (22 GiB at 10^6 items)."""
+    n = K.shape[0]
+    outside = np.ones(n, dtype=bool)
+    outside[cols] = False
+    pool = _magnitudes(K)[np.repeat(outside, np.diff(K.indptr))]
+    room = max(max_nnz, n)  # sparsify_global keeps max(max_nnz, diagonal entries) and max_nnz >= 2n
+    floor = np.float32(0.0)
+    parts = []
+    for s in range(0, len(cols), UPDATE_CHUNK):
+        chunk = cols[s: s + UPDATE_CHUNK]
+        R_part = residual(L, K, chunk)
+        rp, pp = np.empty(len(chunk)), np.empty(len(chunk))
+        _step_terms(balanced_ranges(np.diff(R_part.indptr)), L.indptr, L.indices, L.data, R_part.indptr,
+                    R_part.indices, R_part.data, rp, pp)
+        alpha = np.divide(rp, pp, out=np.zeros_like(rp), where=pp > 0)
+        new = sp.csc_matrix(K[:, chunk] + R_part @ sp.diags(alpha))
+        del R_part
+        new.sort_indices()
+        mags = _magnitudes(new, chunk)
+        new.data[mags < floor] = 0.0  # the diagonal's magnitude is infinite: never dropped
+        new.eliminate_zeros()
+        parts.append(new)
+        pool = np.concatenate([pool, mags[mags >= floor]])
+        if len(pool) > room + room // 2:  # a new floor now and then: each costs one pass over the pool
+            floor = np.partition(pool, len(pool) - room)[len(pool) - room]
+            pool = pool[pool >= floor]
+    stepped = sp.hstack(parts, format="csc") if parts else sp.csc_matrix((n, 0))
+    placed = sp.csc_matrix((stepped.data, stepped.indices, np.r_[0, np.cumsum(np.bincount(
+        np.repeat(cols, np.diff(stepped.indptr)), minlength=n))]), shape=K.shape)
+    return sparsify_global(sp.csc_matrix(K @ sp.diags(outside.astype(np.float64))) + placed, max_nnz)
+
+
+@nb.njit(parallel=True, cache=True)
+def _step_terms(starts, l_indptr, l_rows, l_vals, r_indptr, r_rows, r_vals, rp, pp):
+    """rp[t] = <r, L r> and pp[t] = ||L r||^2 for every column r of R, without forming L R."""
+    n = l_indptr.shape[0] - 1
+    for chunk in nb.prange(starts.shape[0] - 1):
+        w, mark, touched = work_column(n)
+        rv = np.zeros(n, dtype=np.float64)
+        for t in range(starts[chunk], starts[chunk + 1]):
+            for p in range(r_indptr[t], r_indptr[t + 1]):
+                rv[r_rows[p]] = r_vals[p]
+            nt = _times_l(r_indptr[t], r_indptr[t + 1], r_rows, r_vals, l_indptr, l_rows, l_vals, w, mark, touched)
+            a = 0.0
+            b = 0.0
+            for u in range(nt):
+                i = touched[u]
+                a += rv[i] * w[i]
+                b += w[i] * w[i]
+                w[i] = 0.0
+                mark[i] = 0
+            for p in range(r_indptr[t], r_indptr[t + 1]):
+                rv[r_rows[p]] = 0.0
+            rp[t] = a
+            pp[t] = b
+
+
+def _magnitudes(M: sp.csc_matrix, columns: np.ndarray | None = None) -> np.ndarray:
+    """|entries| of M in float32 as ``sparsify_global`` compares them, the diagonal infinite (``columns``:
+    the column of the full matrix each column of M is)."""
+    mags = np.abs(M.data).astype(np.float32)
+    col = np.repeat(np.arange(M.shape[1]) if columns is None else columns, np.diff(M.indptr))
+    mags[M.indices == col] = np.inf
+    return mags
+
+
+def changed_columns(A: sp.csc_matrix, B: sp.csc_matrix) -> np.ndarray:
+    """Columns where A and B differ in any entry (exactly: a stored difference that is not zero)."""
+    D = sp.csc_matrix(B - A)
+    D.eliminate_zeros()
+    return np.flatnonzero(np.diff(D.indptr))
 
 
 def default_block(n: int) -> int:
@@ -104,9 +235,9 @@ def umr_inverse(L: sp.csc_matrix, max_nnz: int, scans: int = 1, finetune_steps: 
 
     The losses: one per scan (mean squared residual of the columns as the scan met
     them), one before each finetune step, one at the end. ``finetune_width`` columns
-    are updated per finetune step (default: the scan's ``block``). Residuals are only
-    ever formed for one block of columns at a time, so memory is bounded by the
-    target non-zeros plus one block, whatever n.
+    are updated per finetune step (default: the scan's ``block``). Residual columns are only
+    ever formed for the columns of one step, so memory is bounded by the target
+    non-zeros plus one block, whatever n.
     """
     L = sp.csc_matrix(L, dtype=np.float64)
     n = L.shape[0]
@@ -120,23 +251,25 @@ def umr_inverse(L: sp.csc_matrix, max_nnz: int, scans: int = 1, finetune_steps: 
         with counter(n, f"UMR scan {scan + 1}") as progress:
             for s in range(0, n, block):
                 cols = np.arange(s, min(s + block, n))
-                R_part = residual(L, K, cols)
-                sq = loss(R_part)[1]
+                sq = column_residuals(L, K, cols)
                 total += float(sq.sum())
-                todo = sq > threshold
-                if todo.any():
-                    K = _update(L, K, R_part[:, np.flatnonzero(todo)], cols[todo], max_nnz)
+                todo = cols[sq > threshold]
+                if len(todo):  # residuals formed only for the columns that take a step
+                    K = _update(L, K, todo, max_nnz)
                 progress.update(len(cols))
         losses.append(total / n)
         log.info("UMR scan %d: loss ||I - LK||_F^2 / n over the columns as the scan met them = %.3e",
                  scan + 1, losses[-1])
+    sq = column_residuals(L, K)
     for step in range(finetune_steps):
-        sq = column_residuals(L, K, block)
         losses.append(float(sq.mean()))
         log.info("UMR finetune step %d: loss = %.3e", step + 1, losses[-1])
         normalised = np.sqrt(sq) / np.sqrt(np.arange(n, 0, -1))
         worst = np.sort(np.argpartition(normalised, -width)[-width:])
-        K = _update(L, K, residual(L, K, worst), worst, max_nnz)
-    losses.append(float(column_residuals(L, K, block).mean()))
+        updated = _update(L, K, worst, max_nnz)
+        changed = changed_columns(K, updated)  # the step's columns and those re-sparsification cut
+        K = updated
+        sq[changed] = column_residuals(L, K, changed)  # a column's residual depends on its own column only
+    losses.append(float(sq.mean()))
     log.info("UMR done: loss = %.3e, nnz(K) = %d", losses[-1], K.nnz)
     return K, losses
