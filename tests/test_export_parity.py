@@ -152,6 +152,33 @@ def pgvector_server():
         yield psql
 
 
+def test_a_throwaway_server_is_stopped_and_removed_when_its_process_gets_sigterm():
+    import signal
+    import subprocess
+    import sys
+
+    venv = os.environ.get("SPARSEIDX_PG_VENV", os.path.join(ROOT, ".venv-pg"))
+    child = ("import sys, time\n"
+             "from sparseidx.export.pgserver import throwaway_postgres\n"
+             "with throwaway_postgres(sys.argv[1]) as psql:\n"
+             "    print(psql[psql.index('-h') + 1], flush=True)\n"
+             "    time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", child, venv], stdout=subprocess.PIPE, text=True)
+    base = proc.stdout.readline().strip()
+    assert os.path.isdir(base)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 128 + signal.SIGTERM
+    assert not os.path.exists(base)
+    running = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                running.append(fh.read())
+        except OSError:
+            pass
+    assert not any(base.encode() in cmd for cmd in running)
+
+
 def test_pgvector_in_postgresql_17_ranks_like_sparseidx(case, pgvector_server, tmp_path):
     from sparseidx.export.stores import sparsevec_text
 

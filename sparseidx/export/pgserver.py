@@ -11,8 +11,10 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 
 from ..errors import MissingDependencyError
 
@@ -38,6 +40,30 @@ def throwaway_postgres(venv: str):
         os.chown(base, user.pw_uid, user.pw_gid)
     data = os.path.join(base, "data")
     pg_ctl = os.path.join(bindir, "pg_ctl")
+    with _stopped_by_sigterm():
+        yield from _serve(run_as, bindir, base, data, pg_ctl)
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm():
+    """SIGTERM as SystemExit while the server runs, so that it is stopped and removed (the default action
+    would end the process at once and leave the server running)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _serve(run_as, bindir, base, data, pg_ctl):
+    """Initialise, start, yield psql's argv; stop and remove whatever happens."""
     try:
         subprocess.run([*run_as, os.path.join(bindir, "initdb"), "-D", data, "-A", "trust", "-U", "postgres",
                         "-E", "UTF8", "--no-locale"], check=True, capture_output=True)
