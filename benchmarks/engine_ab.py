@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from revision import export_revision  # benchmarks/, this script's directory
+
 from sparseidx.files import write_text
 
 SETTINGS = [{}, {"prune": 1e-3}, {"prune": 3e-3}, {"query_dims": 300}, {"budget": 200_000}]
@@ -69,14 +71,6 @@ def child(index_path: str, queries: str, k: int) -> dict:
             "rows": out}
 
 
-def _export(rev: str, into: str) -> str:
-    tree = os.path.join(into, rev)
-    os.makedirs(tree)
-    archive = subprocess.run(["git", "-C", HERE, "archive", rev], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
-    return tree
-
-
 def _queries(index_path: str, histories: str, n: int, seed: int, path: str) -> None:
     import scipy.sparse as sp
 
@@ -107,7 +101,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="engine-ab-") as tmp:
         queries = os.path.join(tmp, "queries.npz")
         _queries(args.index, args.histories, args.queries, args.seed, queries)
-        trees = {"before": _export(args.before, tmp), "after": HERE}
+        trees = {"before": export_revision(args.before, tmp), "after": HERE}
         runs = {"before": [], "after": []}
         for r in range(args.rounds):
             for name in (("before", "after") if r % 2 == 0 else ("after", "before")):

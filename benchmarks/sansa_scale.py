@@ -27,6 +27,8 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from revision import export_revision  # benchmarks/, this script's directory
+
 from sparseidx.files import write_text
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -142,22 +144,16 @@ def save(directory: str, index, held: sp.csr_matrix, seed: int) -> None:
 
 
 def run_before(commit: str, argv: list[str]) -> dict:
-    """The same measurement on ``commit``'s library (a temporary worktree first on PYTHONPATH)."""
+    """The same measurement on ``commit``'s library (its files first on PYTHONPATH)."""
     with tempfile.TemporaryDirectory() as tmp:
-        tree = os.path.join(tmp, "before")
-        subprocess.run(["git", "-C", HERE, "worktree", "add", "--detach", tree, commit], check=True,
-                       capture_output=True)
-        try:
-            out = os.path.join(tmp, "before.json")
-            env = {**os.environ, "PYTHONPATH": tree}
-            subprocess.run([sys.executable, __file__, *argv, "--_child", out], check=True, env=env)
-            with open(out) as fh:
-                result = json.load(fh)
-            result["code"] = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", commit], capture_output=True,
-                                            text=True).stdout.strip()
-            return result
-        finally:
-            subprocess.run(["git", "-C", HERE, "worktree", "remove", "--force", tree], capture_output=True)
+        out = os.path.join(tmp, "before.json")
+        env = {**os.environ, "PYTHONPATH": export_revision(commit, tmp)}
+        subprocess.run([sys.executable, __file__, *argv, "--_child", out], check=True, env=env)
+        with open(out) as fh:
+            result = json.load(fh)
+    result["code"] = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", commit], capture_output=True,
+                                    text=True).stdout.strip()
+    return result
 
 
 def table(runs: list[dict], args) -> str:

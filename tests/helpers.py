@@ -73,3 +73,9 @@ def random_histories(seed, n_queries, n_items, max_len) -> sp.csr_matrix:
     indptr = np.cumsum([0] + [len(r) for r in rows])
     return sp.csr_matrix((np.ones(indptr[-1], dtype=np.float32), np.concatenate(rows), indptr),
                          shape=(n_queries, n_items))
+
+
+def residual_loss(R: sp.csc_matrix) -> tuple[float, np.ndarray]:
+    """(||R||_F^2 / columns, squared column norms of R), by scipy: the reference for the UMR kernels."""
+    sq = np.asarray(R.multiply(R).sum(axis=0)).ravel()
+    return float(sq.mean()), sq

@@ -34,10 +34,10 @@ def test_build_binarize_equals_building_from_the_01_lines(tmp_path):
 
 
 def test_umr_scan_loss_is_what_the_scan_met_and_its_log_says_so(caplog):
-    from helpers import random_interactions
+    from helpers import random_interactions, residual_loss
 
     from sparseidx.models._icf import incomplete_cholesky
-    from sparseidx.models._umr import loss, residual, sparsify_global, umr_inverse
+    from sparseidx.models._umr import residual, sparsify_global, umr_inverse
 
     X = random_interactions(150, 60, density=0.1, seed=9)
     A = (X.T @ X + 3.0 * sp.identity(60)).tocsc()
@@ -46,5 +46,5 @@ def test_umr_scan_loss_is_what_the_scan_met_and_its_log_says_so(caplog):
     K0 = sparsify_global(sp.csc_matrix(2 * sp.identity(60, format="csc") - L), 900)
     with caplog.at_level("INFO"):
         _, losses = umr_inverse(L, max_nnz=900, scans=1, finetune_steps=0, block=60)
-    assert np.isclose(losses[0], loss(residual(L, K0))[0])  # one block: the loss before the scan
+    assert np.isclose(losses[0], residual_loss(residual(L, K0))[0])  # one block: the loss before the scan
     assert "as the scan met them" in caplog.text and "before the scan" not in caplog.text

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
-from helpers import dense_ease, random_interactions, write_lines
+from helpers import dense_ease, random_interactions, residual_loss, write_lines
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,7 +13,7 @@ from sparseidx.errors import DataError
 from sparseidx.models._gram import gram_lower
 from sparseidx.models._icf import incomplete_cholesky, scaled_gramian
 from sparseidx.models import _umr
-from sparseidx.models._umr import column_residuals, loss, residual, sparsify_global, umr_inverse
+from sparseidx.models._umr import column_residuals, residual, sparsify_global, umr_inverse
 from sparseidx.models.sansa import fit_sansa
 from sparseidx_cli.main import cli
 
@@ -206,7 +206,7 @@ def test_sparsify_global_keeps_the_diagonal_and_the_largest_entries():
 
 def test_residual_loss_definition():
     L = sp.csc_matrix(np.array([[1.0, 0], [0.5, 1.0]]))
-    value, sq = loss(residual(L, sp.identity(2, format="csc")))
+    value, sq = residual_loss(residual(L, sp.identity(2, format="csc")))
     assert np.isclose(value, 0.125) and np.allclose(sq, [0.25, 0.0])
 
 
@@ -303,7 +303,7 @@ def test_finetune_updates_exactly_the_worst_width_columns():
     X, L = unit_lower_factor(60, seed=9)
     K0, _ = umr_inverse(L, max_nnz=60 * 60, scans=0, finetune_steps=0)
     K1, losses = umr_inverse(L, max_nnz=60 * 60, scans=0, finetune_steps=1, finetune_width=3)
-    sq = loss(residual(L, K0))[1]
+    sq = residual_loss(residual(L, K0))[1]
     worst = np.argsort(-np.sqrt(sq) / np.sqrt(np.arange(60, 0, -1)))[:3]
     changed = np.flatnonzero(np.abs(K1 - K0).max(axis=0).toarray().ravel() > 0)
     assert sorted(changed) == sorted(worst) and losses[-1] < losses[0]

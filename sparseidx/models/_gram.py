@@ -14,24 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..progress import stage
-from ._parallel import balanced_ranges, work_column
-
-@nb.njit(cache=True)
-def _column(j, x_indptr, x_items, x_vals, c_indptr, c_users, c_vals, w, mark, touched):
-    """Accumulate column j of the lower triangle into w; returns how many rows it touched."""
-    nt = 0
-    for p in range(c_indptr[j], c_indptr[j + 1]):
-        u = c_users[p]
-        xuj = np.float64(c_vals[p])
-        for q in range(x_indptr[u], x_indptr[u + 1]):
-            i = x_items[q]
-            if i >= j:
-                w[i] += xuj * x_vals[q]
-                if mark[i] == 0:
-                    mark[i] = 1
-                    touched[nt] = i
-                    nt += 1
-    return nt
+from ._parallel import balanced_ranges, times_column, work_column
 
 
 @nb.njit(parallel=True, cache=True)
@@ -41,7 +24,9 @@ def _columns(n, starts, x_indptr, x_items, x_vals, c_indptr, c_users, c_vals, in
     for chunk in nb.prange(starts.shape[0] - 1):
         w, mark, touched = work_column(n)
         for j in range(starts[chunk], starts[chunk + 1]):
-            nt = _column(j, x_indptr, x_items, x_vals, c_indptr, c_users, c_vals, w, mark, touched)
+            # column j of X^T X from row j down: X^T (the rows of X) times column j of X
+            nt = times_column(c_indptr[j], c_indptr[j + 1], c_users, c_vals, x_indptr, x_items, x_vals, j, w, mark,
+                              touched)
             order = np.sort(touched[:nt]) if fill else touched[:nt]
             if not fill:
                 indptr[j + 1] = nt

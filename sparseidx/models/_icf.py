@@ -129,10 +129,9 @@ def scaled_gramian(X: sp.spmatrix, l2: float) -> tuple[sp.csc_matrix, np.ndarray
     n = G.shape[0]
     da = np.sqrt(np.sqrt(norms_sq))
     da[da == 0] = 1.0
-    first = G.indptr[:-1]
-    has_diag = (np.diff(G.indptr) > 0) & (G.indices[np.minimum(first, max(G.nnz - 1, 0))] == np.arange(n))
+    has_diag = np.diff(G.indptr) > 0  # a touched item's column starts with its diagonal (rows sorted, >= j)
     diag = np.zeros(n, dtype=np.float64)
-    diag[has_diag] = G.data[first[has_diag]]
+    diag[has_diag] = G.data[G.indptr[:-1][has_diag]]
     s = 1.0 / np.sqrt(diag / da**2 + l2)
     _scale_in_place(G.indptr, G.indices, G.data, s / da)
     if not has_diag.all():  # items nobody touched: a unit diagonal of their own

@@ -19,20 +19,32 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..progress import counter, log
-from ._parallel import balanced_ranges, work_column
+from ._parallel import balanced_ranges, times_column, work_column
 
 
 @nb.njit(cache=True)
-def _diagonal_positions(indptr, indices):
-    """Position of each column's diagonal entry in a compressed matrix (-1 where it has none)."""
+def _diagonal_positions(indptr, indices, columns):
+    """Position of each column's diagonal entry in a compressed matrix (-1 where it has none); column j
+    of the matrix is column ``columns[j]`` of the whole one, so its diagonal is in row columns[j]."""
     n = indptr.shape[0] - 1
     out = np.full(n, -1, dtype=np.int64)
     for j in range(n):
         for p in range(indptr[j], indptr[j + 1]):
-            if indices[p] == j:
+            if indices[p] == columns[j]:
                 out[j] = p
                 break
     return out
+
+
+def _magnitudes(M: sp.csc_matrix, columns: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """(|entries| of M in float32, the diagonal's infinite; how many diagonal entries M holds).
+
+    ``columns``: the column of the whole matrix each column of M is (default: M is the whole)."""
+    mags = np.abs(M.data).astype(np.float32)
+    diag = _diagonal_positions(M.indptr, M.indices, np.arange(M.shape[1]) if columns is None else columns)
+    diag = diag[diag >= 0]
+    mags[diag] = np.inf
+    return mags, len(diag)
 
 
 def sparsify_global(M: sp.csc_matrix, max_nnz: int) -> sp.csc_matrix:
@@ -44,11 +56,8 @@ def sparsify_global(M: sp.csc_matrix, max_nnz: int) -> sp.csc_matrix:
     M.eliminate_zeros()
     if M.nnz <= max_nnz:
         return M
-    mags = np.abs(M.data).astype(np.float32)
-    diag = _diagonal_positions(M.indptr, M.indices)
-    diag = diag[diag >= 0]
-    mags[diag] = np.inf
-    room = max(max_nnz, len(diag))
+    mags, n_diagonal = _magnitudes(M)
+    room = max(max_nnz, n_diagonal)
     cut = np.partition(mags, len(mags) - room)[len(mags) - room]
     drop = mags < cut
     excess = int(len(mags) - drop.sum()) - room
@@ -71,30 +80,6 @@ def residual(L: sp.csc_matrix, K: sp.csc_matrix, cols: np.ndarray | None = None)
     return R
 
 
-def loss(R: sp.csc_matrix) -> tuple[float, np.ndarray]:
-    """(||R||_F^2 / columns, squared column norms of R)."""
-    sq = np.asarray(R.multiply(R).sum(axis=0)).ravel()
-    return float(sq.mean()), sq
-
-
-@nb.njit(cache=True)
-def _times_l(lo, hi, rows, vals, l_indptr, l_rows, l_vals, w, mark, touched):
-    """Accumulate L v into w for the sparse column v = (rows[lo:hi], vals[lo:hi]); returns how many rows
-    of w it touched (listed in ``touched``, flagged in ``mark``)."""
-    nt = 0
-    for p in range(lo, hi):
-        r = rows[p]
-        v = vals[p]
-        for q in range(l_indptr[r], l_indptr[r + 1]):
-            i = l_rows[q]
-            w[i] += l_vals[q] * v
-            if mark[i] == 0:
-                mark[i] = 1
-                touched[nt] = i
-                nt += 1
-    return nt
-
-
 @nb.njit(parallel=True, cache=True)
 def _residual_norms(cols, starts, l_indptr, l_rows, l_vals, k_indptr, k_rows, k_vals, out):
     """out[t] = ||e_c - L k_c||^2 for c = cols[t]; positions in ``cols`` split among threads by ``starts``."""
@@ -103,7 +88,8 @@ def _residual_norms(cols, starts, l_indptr, l_rows, l_vals, k_indptr, k_rows, k_
         w, mark, touched = work_column(n)
         for t_out in range(starts[chunk], starts[chunk + 1]):
             c = cols[t_out]
-            nt = _times_l(k_indptr[c], k_indptr[c + 1], k_rows, k_vals, l_indptr, l_rows, l_vals, w, mark, touched)
+            nt = times_column(k_indptr[c], k_indptr[c + 1], k_rows, k_vals, l_indptr, l_rows, l_vals, 0, w, mark,
+                              touched)
             acc = 0.0 if mark[c] else 1.0  # e_c where L k_c has no entry in row c
             for t in range(nt):
                 i = touched[t]
@@ -154,7 +140,7 @@ def _update(L, K, cols, max_nnz):
     n = K.shape[0]
     outside = np.ones(n, dtype=bool)
     outside[cols] = False
-    pool = _magnitudes(K)[np.repeat(outside, np.diff(K.indptr))]
+    pool = _magnitudes(K)[0][np.repeat(outside, np.diff(K.indptr))]
     room = max(max_nnz, n)  # sparsify_global keeps max(max_nnz, diagonal entries) and max_nnz >= 2n
     floor = np.float32(0.0)
     parts = []
@@ -168,7 +154,7 @@ def _update(L, K, cols, max_nnz):
         new = sp.csc_matrix(K[:, chunk] + R_part @ sp.diags(alpha))
         del R_part
         new.sort_indices()
-        mags = _magnitudes(new, chunk)
+        mags = _magnitudes(new, chunk)[0]
         new.data[mags < floor] = 0.0  # the diagonal's magnitude is infinite: never dropped
         new.eliminate_zeros()
         parts.append(new)
@@ -192,7 +178,8 @@ def _step_terms(starts, l_indptr, l_rows, l_vals, r_indptr, r_rows, r_vals, rp, 
         for t in range(starts[chunk], starts[chunk + 1]):
             for p in range(r_indptr[t], r_indptr[t + 1]):
                 rv[r_rows[p]] = r_vals[p]
-            nt = _times_l(r_indptr[t], r_indptr[t + 1], r_rows, r_vals, l_indptr, l_rows, l_vals, w, mark, touched)
+            nt = times_column(r_indptr[t], r_indptr[t + 1], r_rows, r_vals, l_indptr, l_rows, l_vals, 0, w, mark,
+                              touched)
             a = 0.0
             b = 0.0
             for u in range(nt):
@@ -206,14 +193,6 @@ def _step_terms(starts, l_indptr, l_rows, l_vals, r_indptr, r_rows, r_vals, rp, 
             rp[t] = a
             pp[t] = b
 
-
-def _magnitudes(M: sp.csc_matrix, columns: np.ndarray | None = None) -> np.ndarray:
-    """|entries| of M in float32 as ``sparsify_global`` compares them, the diagonal infinite (``columns``:
-    the column of the full matrix each column of M is)."""
-    mags = np.abs(M.data).astype(np.float32)
-    col = np.repeat(np.arange(M.shape[1]) if columns is None else columns, np.diff(M.indptr))
-    mags[M.indices == col] = np.inf
-    return mags
 
 
 def changed_columns(A: sp.csc_matrix, B: sp.csc_matrix) -> np.ndarray:
