@@ -19,7 +19,8 @@ import time
 
 import numpy as np
 
-from sparseidx.files import write_text
+import report  # benchmarks/, this script's directory
+
 from sparseidx.index import Index
 
 BLOCK = 200_000  # users written at a time
@@ -71,15 +72,12 @@ def main() -> None:
             print(f"{n:,} users: {seconds:.1f} s, {n / seconds:,.0f} users/s, peak {peak:,.0f} MiB", file=sys.stderr)
             os.remove(users)
             os.remove(out)
-    os.makedirs(args.out, exist_ok=True)
-    write_text(os.path.join(args.out, "report.json"), json.dumps({"index": os.path.abspath(args.index),
-                                                                   "prune": args.prune, "rows": rows}, indent=2))
     lines = [f"# Batch recommendations (query --users, prune={args.prune}, k={args.k}) on {args.index}", "",
-             "| users | file MB | seconds | users/s | peak RSS MiB |", "|---|---|---|---|---|"]
-    lines += [f"| {r['users']:,} | {r['file_mb']:,.0f} | {r['seconds']:.1f} | {r['users_per_s']:,.0f} "
-              f"| {r['peak_rss_mib']:,.0f} |" for r in rows]
-    write_text(os.path.join(args.out, "report.md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
+             *report.table(["users", "file MB", "seconds", "users/s", "peak RSS MiB"],
+                           [[f"{r['users']:,}", f"{r['file_mb']:,.0f}", f"{r['seconds']:.1f}",
+                             f"{r['users_per_s']:,.0f}", f"{r['peak_rss_mib']:,.0f}"] for r in rows])]
+    report.write(args.out, {"index": os.path.abspath(args.index), "prune": args.prune, "rows": rows},
+                 "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

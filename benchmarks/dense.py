@@ -12,7 +12,6 @@ process so its time and peak memory are its own.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -21,7 +20,8 @@ import time
 
 import numpy as np
 
-from sparseidx.files import write_text
+import report  # benchmarks/, this script's directory
+from arguments import amazon_book_parser
 
 SPECS = ("Flat", "HNSW32,Flat")
 
@@ -82,13 +82,12 @@ def run_child(args: list[str]) -> list[dict]:
 def markdown(rows: list[dict], l2: float) -> str:
     head = ["model", "d", "index", "setting", "Recall@20", "NDCG@20", "index MB", "fit s", "index s", "p50 us",
             "p99 us", "batch QPS 2t", "peak RSS GiB"]
+    cells = [[r["model"], r["dims"], r["index"], r["setting"], f"{r['recall@20']:.4f}", f"{r['ndcg@20']:.4f}",
+              f"{r['index_bytes'] / 1e6:.0f}", f"{r['fit_seconds']:.1f}", f"{r['index_seconds']:.1f}",
+              f"{r['p50_us']:.0f}", f"{r['p99_us']:.0f}", f"{r['qps_2_threads']:,.0f}", f"{r['peak_rss_gib']:.2f}"]
+             for r in rows]
     lines = [f"## Dense low-rank (FAISS) vs sparse Cholesky k=200 on amazon-book (l2={l2:g})", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['dims']} | {r['index']} | {r['setting']} | {r['recall@20']:.4f} | "
-                     f"{r['ndcg@20']:.4f} | {r['index_bytes'] / 1e6:.0f} | {r['fit_seconds']:.1f} | "
-                     f"{r['index_seconds']:.1f} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['qps_2_threads']:,.0f} | "
-                     f"{r['peak_rss_gib']:.2f} |")
+             *report.table(head, cells)]
     return "\n".join(lines) + "\n"
 
 
@@ -97,10 +96,7 @@ def main() -> None:
         data, model, dims, l2, out = sys.argv[2:7]
         print(json.dumps(child(data, model, int(dims), float(l2), out)))
         return
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="examples/amazon-book")
-    ap.add_argument("--out", default="reports/dense")
-    ap.add_argument("--l2", type=float, default=200.0)
+    ap = amazon_book_parser(__doc__, "reports/dense", 200.0)
     ap.add_argument("--dims", default="64,256,1024")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -111,10 +107,7 @@ def main() -> None:
         for d in (int(x) for x in args.dims.split(",")):
             rows += run_child([args.data, model, str(d), str(args.l2), idx_dir])
             print(f"done {model} d={d}", file=sys.stderr, flush=True)
-    write_text(os.path.join(args.out, "report.json"), json.dumps({"l2": args.l2, "rows": rows}, indent=2))
-    table = markdown(rows, args.l2)
-    write_text(os.path.join(args.out, "report.md"), table)
-    print(table)
+    report.write(args.out, {"l2": args.l2, "rows": rows}, markdown(rows, args.l2))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,10 @@ from __future__ import annotations
 import os
 import sys
 
-# this file's name is the dask package's: keep its folder off the import path (here and in spawned workers)
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+# this file's name is the dask package's: keep its folder behind the installed packages on the import path (here
+# and in spawned workers), where it still gives this script's sibling modules
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
 
 import argparse
 import json
@@ -31,10 +33,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import report  # benchmarks/, this script's directory
+
 from sparseidx.batch import recommend_file
 from sparseidx.data import load_interactions
 from sparseidx.distributed import gram, recommend
-from sparseidx.files import write_text
 from sparseidx.index import Index
 
 
@@ -155,12 +158,13 @@ def report_md(users: list[dict], gram_row: dict | None, args) -> str:
              f"Index: `{args.index}` (amazon-book Cholesky, --l2 200 --k 200); k={args.k}, prune={args.prune}, "
              f"{args.users_per_file:,} users a file; one machine of {os.cpu_count()} cores, "
              "LocalCluster of single-threaded worker processes.", "",
-             "| users | single process users/s | 1 worker users/s | 2 workers users/s | scaling efficiency "
-             "| overhead (1 worker) | peak RSS per worker (MB) |", "|---|---|---|---|---|---|---|"]
-    for r in users:
-        lines.append(f"| {r['users']:,} | {r['single_users_per_s']:,.0f} | {r['w1_users_per_s']:,.0f} | "
-                     f"{r['w2_users_per_s']:,.0f} | {r['scaling_efficiency']:.2f} | {r['overhead_1_worker']:+.1%} | "
-                     f"{', '.join(f'{m:,.0f}' for m in r['w1_peak_rss_mb'] + r['w2_peak_rss_mb'])} |")
+             *report.table(["users", "single process users/s", "1 worker users/s", "2 workers users/s",
+                            "scaling efficiency", "overhead (1 worker)", "peak RSS per worker (MB)"],
+                           [[f"{r['users']:,}", f"{r['single_users_per_s']:,.0f}", f"{r['w1_users_per_s']:,.0f}",
+                             f"{r['w2_users_per_s']:,.0f}", f"{r['scaling_efficiency']:.2f}",
+                             f"{r['overhead_1_worker']:+.1%}",
+                             ", ".join(f"{m:,.0f}" for m in r["w1_peak_rss_mb"] + r["w2_peak_rss_mb"])]
+                            for r in users])]
     if gram_row:
         g = gram_row
         lines += ["", f"Gram: {g['rows']:,} interactions of {g['users']:,} users on {g['items']:,} items in "
@@ -188,10 +192,9 @@ def main() -> None:
     index = Index.open(args.index)
     users = bench_users(args, index, args.work)
     gram_row = bench_gram(args, index, args.work) if args.gram_rows else None
-    report = {"index": args.index, "k": args.k, "prune": args.prune, "users_per_file": args.users_per_file,
-              "cores": os.cpu_count(), "users": users, "gram": gram_row}
-    write_text(os.path.join(args.out, "report.json"), json.dumps(report, indent=2) + "\n")
-    write_text(os.path.join(args.out, "report.md"), report_md(users, gram_row, args))
+    report.write(args.out, {"index": args.index, "k": args.k, "prune": args.prune,
+                            "users_per_file": args.users_per_file, "cores": os.cpu_count(), "users": users,
+                            "gram": gram_row}, report_md(users, gram_row, args))
     shutil.rmtree(args.work, ignore_errors=True)
 
 

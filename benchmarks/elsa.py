@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from sparseidx.files import write_text
+import report  # benchmarks/, this script's directory
 
 
 def child(data: str, model: str, dims: int, nnz: int, epochs: int, batch: int, lr: float) -> dict:
@@ -70,16 +70,11 @@ def main() -> None:
                              check=True, stdout=subprocess.PIPE, text=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    os.makedirs(args.out, exist_ok=True)
     lines = [f"## ELSA vs Compressed ELSA ({args.epochs} epochs, batch {args.batch_size}, lr {args.lr:g})", "",
-             "| model | dims | nnz/item | bytes/item | Recall@20 | NDCG@20 | fit s |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['dims']} | {r['nnz_per_item']} | {r['bytes_per_item']} | "
-                     f"{r['recall@20']:.4f} | {r['ndcg@20']:.4f} | {r['fit_seconds']:.0f} |")
-    table = "\n".join(lines) + "\n"
-    write_text(os.path.join(args.out, "report.json"), json.dumps({"args": vars(args), "rows": rows}, indent=2))
-    write_text(os.path.join(args.out, "report.md"), table)
-    print(table)
+             *report.table(["model", "dims", "nnz/item", "bytes/item", "Recall@20", "NDCG@20", "fit s"],
+                           [[r["model"], r["dims"], r["nnz_per_item"], r["bytes_per_item"], f"{r['recall@20']:.4f}",
+                             f"{r['ndcg@20']:.4f}", f"{r['fit_seconds']:.0f}"] for r in rows])]
+    report.write(args.out, {"args": vars(args), "rows": rows}, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

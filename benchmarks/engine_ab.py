@@ -23,9 +23,8 @@ import time
 
 import numpy as np
 
-from revision import export_revision  # benchmarks/, this script's directory
-
-from sparseidx.files import write_text
+import report  # benchmarks/, this script's directory
+from revision import export_revision
 
 SETTINGS = [{}, {"prune": 1e-3}, {"prune": 3e-3}, {"query_dims": 300}, {"budget": 200_000}]
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -131,21 +130,17 @@ def main() -> None:
         rows.append(row)
     meta = {"index": os.path.abspath(args.index), "before": args.before, "queries": args.queries,
             "rounds": args.rounds, "k": args.k, "threads": runs["after"][0]["threads"]}
-    os.makedirs(args.out, exist_ok=True)
-    write_text(os.path.join(args.out, "report.json"), json.dumps({"meta": meta, "rows": rows, "runs": runs}, indent=2))
+    head = ["setting", "p50 before (us)", "p50 after (us)", "ratio", "spread b/a", "batch q/s before", "after",
+            "ratio", "spread b/a", "same ids"]
+    cells = [[r["setting"], f"{r['before_p50_us']:.1f}", f"{r['after_p50_us']:.1f}", f"{r['p50_ratio']:.3f}",
+              f"{r['before_p50_spread']:.2f}/{r['after_p50_spread']:.2f}", f"{r['before_qps']:,.0f}",
+              f"{r['after_qps']:,.0f}", f"{r['qps_ratio']:.3f}",
+              f"{r['before_qps_spread']:.2f}/{r['after_qps_spread']:.2f}", r["identical_ids"]] for r in rows]
     lines = [f"# Engine A/B: {args.before} (before) vs working tree (after)", "",
              f"{args.queries} queries, k={args.k}, {args.rounds} rounds alternating, "
              f"batch on {meta['threads']} threads. Spread = (max - min) / median of one tree's rounds.", "",
-             "| setting | p50 before (us) | p50 after (us) | ratio | spread b/a | batch q/s before | after | ratio "
-             "| spread b/a | same ids |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['setting']} | {r['before_p50_us']:.1f} | {r['after_p50_us']:.1f} | {r['p50_ratio']:.3f} "
-                     f"| {r['before_p50_spread']:.2f}/{r['after_p50_spread']:.2f} | {r['before_qps']:,.0f} "
-                     f"| {r['after_qps']:,.0f} | {r['qps_ratio']:.3f} | {r['before_qps_spread']:.2f}/"
-                     f"{r['after_qps_spread']:.2f} | {r['identical_ids']} |")
-    text = "\n".join(lines) + "\n"
-    write_text(os.path.join(args.out, "report.md"), text)
-    print(text)
+             *report.table(head, cells)]
+    report.write(args.out, {"meta": meta, "rows": rows, "runs": runs}, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

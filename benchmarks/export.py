@@ -23,8 +23,9 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+import report  # benchmarks/, this script's directory
+
 from sparseidx.export import TARGETS
-from sparseidx.files import write_text
 
 SUFFIX = {"parquet": ".parquet", "feast": "", "milvus": ".parquet", "qdrant": ".jsonl", "pgvector": ".tsv",
           "vespa": ".jsonl", "elasticsearch": ".ndjson"}
@@ -230,22 +231,16 @@ def run(args) -> None:
         rows_out = {k: v for k, v in row.items() if k != "summary"}
         runs.append(rows_out)
         print(f"{target}: {json.dumps(rows_out)}", file=sys.stderr, flush=True)
+    fmt = (lambda v, f: "" if v is None else format(v, f))
+    cells = [[r["target"], f"refused: {r['refused']}", "", "", "", "", "", ""] if "refused" in r else
+             [r["target"], f"{r['seconds']:.1f}", f"{r['bytes'] / 1e6:.0f}", f"{r['peak_rss_mib']:.0f}",
+              fmt(r.get("load_seconds"), ".1f"), r.get("users") or "", fmt(r.get("overlap"), ".4f"),
+              fmt(r.get("equal_up_to_ties"), ".3f")] for r in runs]
     lines = [f"## Export of {args.index} ({U.shape[0]:,} users of {args.users}, top-{K})", "",
-             "| target | seconds | MB | peak RSS MiB | load s | users queried | overlap@20 | users equal up to ties |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in runs:
-        if "refused" in r:
-            lines.append(f"| {r['target']} | refused: {r['refused']} | | | | | | |")
-            continue
-        fmt = (lambda v, f: "" if v is None else format(v, f))
-        lines.append(f"| {r['target']} | {r['seconds']:.1f} | {r['bytes'] / 1e6:.0f} | {r['peak_rss_mib']:.0f} | "
-                     f"{fmt(r.get('load_seconds'), '.1f')} | {r.get('users') or ''} | {fmt(r.get('overlap'), '.4f')} | "
-                     f"{fmt(r.get('equal_up_to_ties'), '.3f')} |")
-    table = "\n".join(lines) + "\n"
-    write_text(os.path.join(args.out, "report.json"), json.dumps({"index": args.index, "rows": runs}, indent=2))
-    write_text(os.path.join(args.out, "report.md"), table)
+             *report.table(["target", "seconds", "MB", "peak RSS MiB", "load s", "users queried", "overlap@20",
+                            "users equal up to ties"], cells)]
+    report.write(args.out, {"index": args.index, "rows": runs}, "\n".join(lines) + "\n")
     shutil.rmtree(files)  # the exports themselves are large and reproducible
-    print(table)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # benchmarks/, this script's directory
 from feast_plugin import K, histories, timed  # the sibling benchmark's helpers
 
 PGVECTOR_MAX_DIMS = 16000
@@ -228,7 +229,7 @@ def server_versions(psql: list) -> str:
     return f"PostgreSQL {out[0]}, pgvector {out[1]}"
 
 
-def run_pgvector(table: Table, report: dict, work: str, pg_venv: str, dense, stored, priors, H, U, refs) -> None:
+def run_pgvector(table: Table, figures: dict, work: str, pg_venv: str, dense, stored, priors, H, U, refs) -> None:
     """Feast's postgres online store with pgvector: the dense u, and the dense u with the history dropped."""
     from feast import FeatureStore
 
@@ -238,10 +239,10 @@ def run_pgvector(table: Table, report: dict, work: str, pg_venv: str, dense, sto
     with throwaway_postgres(pg_venv) as psql:
         # Feast creates its tables with the vector type but not the extension
         subprocess.run([*psql, "-c", "CREATE EXTENSION IF NOT EXISTS vector"], check=True, capture_output=True)
-        report["server"] = server_versions(psql)
+        figures["server"] = server_versions(psql)
         repo = os.path.join(work, "pgvector")
         write_pg_repository(repo, dense.item_ids, stored, priors, psql[psql.index("-h") + 1])
-        report["setups"][setup] = apply_and_materialize(repo)
+        figures["setups"][setup] = apply_and_materialize(repo)
         ask = through_feast(FeatureStore(repo), "item_vectors:prior", -1.0)  # <#> is the negated inner product
 
         def history_dropped(u):
@@ -255,12 +256,12 @@ def run_pgvector(table: Table, report: dict, work: str, pg_venv: str, dense, sto
                       history_dropped, refs["history"])
 
 
-def run_plugin(table: Table, report: dict, repo: str, index, options: dict, setup: str, H, U, refs) -> None:
+def run_plugin(table: Table, figures: dict, repo: str, index, options: dict, setup: str, H, U, refs) -> None:
     """The sparseidx plugin serving ``index``: the history, and (given a vector reference) the dense u."""
     from feast import FeatureStore
 
     write_plugin_repo(index, repo, options)
-    report["setups"][setup] = apply_and_materialize(repo)
+    figures["setups"][setup] = apply_and_materialize(repo)
     ask = through_feast(FeatureStore(repo), "item_embeddings:prior", 1.0)  # the distance column holds the score
     table.measure(setup, "retrieve_online_documents_v2 (history)",
                   lambda u: ask(query_string=json.dumps({"history": H[u]})), refs["history"])
@@ -269,25 +270,25 @@ def run_plugin(table: Table, report: dict, repo: str, index, options: dict, setu
                       refs["vector"])
 
 
-def write_report(out: str, report: dict) -> None:
+def write_report(out: str, figures: dict) -> None:
     """results.json and a README.md table in ``out``."""
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "results.json"), "w") as fh:
-        json.dump(report, fh, indent=1)
+        json.dump(figures, fh, indent=1)
     steps = "; ".join(f"{name}: `feast apply` {s['apply_s']} s, `feast materialize-incremental` "
-                      f"{s['materialize_s']} s" for name, s in report["setups"].items())
-    lines = [f"# Top-{report['k']} through Feast: pgvector's search beside the sparseidx online store",
+                      f"{s['materialize_s']} s" for name, s in figures["setups"].items())
+    lines = [f"# Top-{figures['k']} through Feast: pgvector's search beside the sparseidx online store",
              "",
-             (f"{report['items']:,} items x {report['dims']} dims from `{report['index']}` (FAISS "
-              f"{report['faiss_index']}, stored vectors prior_i * V_i); the sparse Cholesky index "
-              f"`{report['sparse_index']}`; {report['queries']} train histories one query at a time; "
-              f"Feast {report['feast']}, Python {report['python']}, {report.get('server', 'no PostgreSQL')}, "
-              f"{report['date']}."),
+             (f"{figures['items']:,} items x {figures['dims']} dims from `{figures['index']}` (FAISS "
+              f"{figures['faiss_index']}, stored vectors prior_i * V_i); the sparse Cholesky index "
+              f"`{figures['sparse_index']}`; {figures['queries']} train histories one query at a time; "
+              f"Feast {figures['feast']}, Python {figures['python']}, {figures.get('server', 'no PostgreSQL')}, "
+              f"{figures['date']}."),
              "",
-             "| setup | path | p50 us | p95 us | mean us | same top-20 ids as the engine | same scores |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [(f"| {r['setup']} | {r['path']} | {r['p50_us']:,} | {r['p95_us']:,} | {r['mean_us']:,} | "
-               f"{r['same_ids']} | {r['same_scores']} |") for r in report["paths"]]
+             *report.table(["setup", "path", "p50 us", "p95 us", "mean us", "same top-20 ids as the engine",
+                            "same scores"],
+                           [[r["setup"], r["path"], f"{r['p50_us']:,}", f"{r['p95_us']:,}", f"{r['mean_us']:,}",
+                             r["same_ids"], r["same_scores"]] for r in figures["paths"]])]
     lines += ["", ("References: history paths against `Index.search(history)` (the history's own items "
                    "excluded), vector paths against `Index.search_vectors(u)`, of the FAISS index for the dense "
                    "model and of the sparse index for Cholesky k=200. Scores: pgvector's `distance` negated (`<#>` "
@@ -325,9 +326,9 @@ def main() -> None:
     H = histories(train, dense.item_ids, args.queries)
     U = np.ascontiguousarray(dense.histories_matrix(H) @ E, dtype=np.float32)
     table = Table(list(range(len(H))))
-    report = {"index": args.index, "sparse_index": args.sparse_index, "items": dense.n_items, "dims": dense.n_dims,
-              "faiss_index": dense.spec, "queries": len(H), "k": K, "feast": feast_version,
-              "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M"), "setups": {}}
+    figures = {"index": args.index, "sparse_index": args.sparse_index, "items": dense.n_items, "dims": dense.n_dims,
+               "faiss_index": dense.spec, "queries": len(H), "k": K, "feast": feast_version,
+               "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M"), "setups": {}}
 
     by_history, by_vector = engine(dense, H, U)
     refs = {"history": [by_history(u) for u in table.queries], "vector": [by_vector(u) for u in table.queries]}
@@ -335,7 +336,7 @@ def main() -> None:
     table.measure(name, "Index.search(history)", by_history, refs["history"])
     table.measure(name, "Index.search_vectors(u)", by_vector, refs["vector"])
 
-    run_pgvector(table, report, work, pg_venv, dense, stored, priors, H, U, refs)
+    run_pgvector(table, figures, work, pg_venv, dense, stored, priors, H, U, refs)
 
     rows = Index.build(Factors(encoder=sp.csr_matrix(E), embeddings=sp.csr_matrix(V), priors=priors,
                                item_ids=dense.item_ids, model=f"{dense.manifest.get('model')} as sparse rows"))
@@ -343,7 +344,7 @@ def main() -> None:
     name = f"engine, sparse rows ({dense.n_dims} non-zeros, exact)"
     table.measure(name, "Index.search(history)", by_history, refs["history"])
     table.measure(name, "Index.search_vectors(u)", by_vector, refs["vector"])
-    run_plugin(table, report, os.path.join(work, "plugin-rows"), rows, {},
+    run_plugin(table, figures, os.path.join(work, "plugin-rows"), rows, {},
                f"sparseidx plugin, sparse rows ({dense.n_dims} non-zeros, exact)", H, U, refs)
 
     if args.sparse_index:
@@ -352,10 +353,10 @@ def main() -> None:
         chol_refs = {"history": [by_history(u) for u in table.queries]}
         name = f"engine, sparse Cholesky k=200 ({chol.n_dims:,} dims, prune={args.prune})"
         table.measure(name, "Index.search(history)", by_history, chol_refs["history"])
-        run_plugin(table, report, os.path.join(work, "plugin-chol"), chol, {"prune": args.prune},
+        run_plugin(table, figures, os.path.join(work, "plugin-chol"), chol, {"prune": args.prune},
                    f"sparseidx plugin, sparse Cholesky k=200 (prune={args.prune})", H, None, chol_refs)
-    report["paths"] = table.rows
-    write_report(out, report)
+    figures["paths"] = table.rows
+    write_report(out, figures)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+import report  # benchmarks/, this script's directory
+
 K = 20
 
 
@@ -80,25 +82,24 @@ def sqlite_vector_search() -> str:
     return "; ".join(reasons)
 
 
-def write_report(out: str, report: dict) -> None:
+def write_report(out: str, figures: dict) -> None:
     """results.json and a README.md table in ``out``."""
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "results.json"), "w") as fh:
-        json.dump(report, fh, indent=1)
-    lines = [f"# Top-{report['k']} through Feast's sparseidx online store",
+        json.dump(figures, fh, indent=1)
+    lines = [f"# Top-{figures['k']} through Feast's sparseidx online store",
              "",
-             (f"{report['items']:,} items (of {report['index_items']:,}) x {report['dims']:,} dims "
-              f"from `{report['index']}`, "
-              f"{report['queries']} train histories one query at a time, options {report['options']}, "
-              f"Feast {report['feast']}, Python {report['python']}, {report['date']}. "
-              f"`feast apply` {report['apply_s']} s, `feast materialize-incremental` (SQLite write + index build) "
-              f"{report['materialize_s']} s."),
+             (f"{figures['items']:,} items (of {figures['index_items']:,}) x {figures['dims']:,} dims "
+              f"from `{figures['index']}`, "
+              f"{figures['queries']} train histories one query at a time, options {figures['options']}, "
+              f"Feast {figures['feast']}, Python {figures['python']}, {figures['date']}. "
+              f"`feast apply` {figures['apply_s']} s, `feast materialize-incremental` (SQLite write + index build) "
+              f"{figures['materialize_s']} s."),
              "",
-             "| path | p50 us | p95 us | mean us | same top-k as the engine |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r['path']} | {r['p50_us']:,.0f} | {r['p95_us']:,.0f} | {r['mean_us']:,.0f} | {r['same']} |"
-              for r in report["paths"]]
-    lines += ["", f"Feast's own SQLite vector search: {report['feast_sqlite_vector_search']}", ""]
+             *report.table(["path", "p50 us", "p95 us", "mean us", "same top-k as the engine"],
+                           [[r["path"], f"{r['p50_us']:,.0f}", f"{r['p95_us']:,.0f}", f"{r['mean_us']:,.0f}", r["same"]]
+                            for r in figures["paths"]])]
+    lines += ["", f"Feast's own SQLite vector search: {figures['feast_sqlite_vector_search']}", ""]
     with open(os.path.join(out, "README.md"), "w") as fh:
         fh.write("\n".join(lines))
 

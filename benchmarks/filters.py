@@ -18,8 +18,9 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+import report  # benchmarks/, this script's directory
+
 from sparseidx.data import load_interactions
-from sparseidx.files import write_text
 from sparseidx.index import Index
 
 SETTINGS = [{}, {"prune": 1e-3}, {"prune": 3e-3}]
@@ -64,7 +65,7 @@ def main() -> None:
     n = H.shape[0]
     rows = [H[q] for q in range(n)]
     cases = filters(idx.n_items, idx.item_ids, n, rng)
-    report = []
+    results = []
     for name, kwargs in cases.items():
         exact = idx.search(H, args.k, exclude_history=True, **kwargs)[1]
         per_query = [_one(kwargs, q) for q in range(n)]
@@ -78,25 +79,21 @@ def main() -> None:
                 times.append(time.perf_counter() - t0)
                 want = exact[q][exact[q] >= 0]
                 found.append(len(np.intersect1d(ids[ids >= 0], want)) / max(len(want), 1))
-            report.append({"filter": name, "setting": json.dumps(setting),
-                           "p50_us": float(np.percentile(times, 50) * 1e6),
-                           "recall_vs_exact": float(np.mean(found)),
-                           "answered_k": float(np.mean([(idx.search(rows[q], args.k, opts, **per_query[q])[1][0] >= 0
-                                                         ).sum() == (exact[q] >= 0).sum() for q in range(0, n, 10)]))})
-    base = {r["setting"]: r["p50_us"] for r in report if r["filter"] == "none"}
-    for r in report:
+            results.append({"filter": name, "setting": json.dumps(setting),
+                            "p50_us": float(np.percentile(times, 50) * 1e6),
+                            "recall_vs_exact": float(np.mean(found)),
+                            "answered_k": float(np.mean([(idx.search(rows[q], args.k, opts, **per_query[q])[1][0] >= 0
+                                                          ).sum() == (exact[q] >= 0).sum() for q in range(0, n, 10)]))})
+    base = {r["setting"]: r["p50_us"] for r in results if r["filter"] == "none"}
+    for r in results:
         r["p50_ratio"] = r["p50_us"] / base[r["setting"]]
-    os.makedirs(args.out, exist_ok=True)
     meta = {"index": os.path.abspath(args.index), "queries": n, "k": args.k}
-    write_text(os.path.join(args.out, "report.json"), json.dumps({**meta, "rows": report}, indent=2))
     lines = [f"# Filtered queries: {n} queries, k={args.k}, one thread, one query per call", "",
-             "| filter | setting | p50 (us) | vs unfiltered | recall vs exact filtered | same count as exact |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['filter']} | {r['setting']} | {r['p50_us']:.1f} | {r['p50_ratio']:.2f} "
-              f"| {r['recall_vs_exact']:.4f} | {r['answered_k']:.2f} |" for r in report]
-    text = "\n".join(lines) + "\n"
-    write_text(os.path.join(args.out, "report.md"), text)
-    print(text)
+             *report.table(["filter", "setting", "p50 (us)", "vs unfiltered", "recall vs exact filtered",
+                            "same count as exact"],
+                           [[r["filter"], r["setting"], f"{r['p50_us']:.1f}", f"{r['p50_ratio']:.2f}",
+                             f"{r['recall_vs_exact']:.4f}", f"{r['answered_k']:.2f}"] for r in results])]
+    report.write(args.out, {**meta, "rows": results}, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ per model. Writes report.json and report.md to OUT.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -17,7 +16,8 @@ import time
 
 import numpy as np
 
-from sparseidx.files import write_text
+import report  # benchmarks/, this script's directory
+from arguments import amazon_book_parser
 
 
 def ease_child(data: str, l2: float) -> dict:
@@ -95,16 +95,16 @@ def _cell(row: dict, key: str, fmt: str) -> str:
 
 def markdown(rows: list[dict], l2: float) -> str:
     ease = rows[0]
+    head = ["model", "Recall@20", "NDCG@20", "vs EASE (R / N)", "fit s", "peak RSS GiB", "size MB", "p50 us",
+            "p99 us", "postings/query", "qps 1 thr", "qps 2 thr"]
+    cells = [[r["model"], f"{r['recall@20']:.4f}", f"{r['ndcg@20']:.4f}",
+              f"{r['recall@20'] / ease['recall@20'] - 1:+.2%} / {r['ndcg@20'] / ease['ndcg@20'] - 1:+.2%}",
+              f"{r['fit_seconds']:.1f}", f"{r['peak_rss_gib']:.2f}",
+              f"{r.get('index_bytes', r.get('model_bytes', 0)) / 1e6:.0f}", _cell(r, "p50_us", "{:.0f}"),
+              _cell(r, "p99_us", "{:.0f}"), _cell(r, "postings_per_query", "{:,.0f}"),
+              _cell(r, "qps_1_thread", "{:,.0f}"), _cell(r, "qps_2_threads", "{:,.0f}")] for r in rows]
     lines = [f"## Dense EASE vs Cholesky embeddings on amazon-book (l2={l2:g}, all items ranked, train items masked)",
-             "", "| model | Recall@20 | NDCG@20 | vs EASE (R / N) | fit s | peak RSS GiB | size MB | p50 us | p99 us "
-             "| postings/query | qps 1 thr | qps 2 thr |", "|---" * 12 + "|"]
-    for r in rows:
-        rel = f"{r['recall@20'] / ease['recall@20'] - 1:+.2%} / {r['ndcg@20'] / ease['ndcg@20'] - 1:+.2%}"
-        size = r.get("index_bytes", r.get("model_bytes", 0)) / 1e6
-        lines.append(f"| {r['model']} | {r['recall@20']:.4f} | {r['ndcg@20']:.4f} | {rel} | {r['fit_seconds']:.1f} | "
-                     f"{r['peak_rss_gib']:.2f} | {size:.0f} | {_cell(r, 'p50_us', '{:.0f}')} | "
-                     f"{_cell(r, 'p99_us', '{:.0f}')} | {_cell(r, 'postings_per_query', '{:,.0f}')} | "
-                     f"{_cell(r, 'qps_1_thread', '{:,.0f}')} | {_cell(r, 'qps_2_threads', '{:,.0f}')} |")
+             "", *report.table(head, cells)]
     return "\n".join(lines) + "\n"
 
 
@@ -115,19 +115,13 @@ def main() -> None:
             sys.argv[3], float(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
         print(json.dumps(result))
         return
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="examples/amazon-book")
-    ap.add_argument("--out", default="reports/foundation")
-    ap.add_argument("--l2", type=float, default=200.0)
+    ap = amazon_book_parser(__doc__, "reports/foundation", 200.0)
     ap.add_argument("--k", type=int, default=200)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     rows = [run_child(["_child", "ease", args.data, str(args.l2)]),
             run_child(["_child", "chol", args.data, str(args.l2), str(args.k), args.out])]
-    write_text(os.path.join(args.out, "report.json"), json.dumps({"l2": args.l2, "k": args.k, "rows": rows}, indent=2))
-    table = markdown(rows, args.l2)
-    write_text(os.path.join(args.out, "report.md"), table)
-    print(table)
+    report.write(args.out, {"l2": args.l2, "k": args.k, "rows": rows}, markdown(rows, args.l2))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ the rounds: the host's speed drifts from minute to minute, and it moves every ca
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -40,9 +39,10 @@ import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
+import report  # benchmarks/, this script's directory
+
 from sparseidx import Index
 from sparseidx.data import load_interactions
-from sparseidx.files import write_text
 from sparseidx.index.kernels import PREFETCH
 from sparseidx.index.prefetch import prefetch
 
@@ -286,25 +286,23 @@ def render(host: list[dict], latency: list[dict], engine: list[dict], prefixes: 
              + " --out " + meta["out"] + "`. Each figure is the median of " + str(meta["rounds"])
              + " rounds that run every case in turn.", "",
              f"## This host's scatter-add: {POSTINGS:,} postings into {N_ITEMS:,} floats", "",
-             "| layout | lists | ns / posting | ns / list |", "|---|---|---|---|"]
-    for r in host:
-        per_list = f"{r['ns_per_list']:.1f}" if r["lists"] > 1 else "-"
-        lines.append(f"| {r['layout']} | {r['lists']:,} | {r['ns_per_posting']:.2f} | {per_list} |")
+             *report.table(["layout", "lists", "ns / posting", "ns / list"],
+                           [[r["layout"], f"{r['lists']:,}", f"{r['ns_per_posting']:.2f}",
+                             f"{r['ns_per_list']:.1f}" if r["lists"] > 1 else "-"] for r in host])]
     lines += ["", "## This host's load latency", "",
               "A chain of dependent loads, one per 64-byte line, lines in random order. The index's posting "
               f"arrays (item ids and weights) take {meta['postings_mb']:,.1f} MB.", "",
-              "| working set MB | ns / load |", "|---|---|"]
-    for r in latency:
-        lines.append(f"| {r['working_set_mb']:g} | {r['ns_per_load']:.1f} |")
+              *report.table(["working set MB", "ns / load"],
+                            [[f"{r['working_set_mb']:g}", f"{r['ns_per_load']:.1f}"] for r in latency])]
     lines += ["", f"## The engine, one thread, {meta['queries']:,} test users' histories, k = 20", "",
-              "| prune | lists visited / query | of them, head only | postings / query | postings / list "
-              "| items scored / query | batch us / query | ns / posting | ns / list |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for r in engine:
-        lines.append(f"| {r['prune']:g} | {r['lists_per_query']:,.0f} | {r['head_only_share']:.1%} | "
-                     f"{r['postings_per_query']:,.0f} | {r['postings_per_list']:.1f} | "
-                     f"{r['items_scored_per_query']:,.0f} | {r['batch_us_per_query']:.1f} | "
-                     f"{r['ns_per_posting_scanned']:.2f} | {r['ns_per_list_visited']:.1f} |")
+              *report.table(["prune", "lists visited / query", "of them, head only", "postings / query",
+                             "postings / list", "items scored / query", "batch us / query", "ns / posting",
+                             "ns / list"],
+                            [[f"{r['prune']:g}", f"{r['lists_per_query']:,.0f}", f"{r['head_only_share']:.1%}",
+                              f"{r['postings_per_query']:,.0f}", f"{r['postings_per_list']:.1f}",
+                              f"{r['items_scored_per_query']:,.0f}", f"{r['batch_us_per_query']:.1f}",
+                              f"{r['ns_per_posting_scanned']:.2f}", f"{r['ns_per_list_visited']:.1f}"]
+                             for r in engine])]
     lines += ["", "Engine time per query covers the whole query (encoding, lists, selection, rescoring of "
               "40 candidates); ns / posting and ns / list divide that whole by each count. Compare a "
               "threshold's postings per list with the host's lists of that mean length at random offsets, "
@@ -314,11 +312,9 @@ def render(host: list[dict], latency: list[dict], engine: list[dict], prefixes: 
               "Their prefixes (postings with |v| >= the cut) scatter-added query after query, as the engine adds "
               "them (each item listed at its first touch, the listed items reset after the query) and plain "
               "(nothing listed, the whole accumulator zeroed after the query).", "",
-              "| prune | lists / query | postings / query | scatter | ns / posting |", "|---|---|---|---|---|"]
-    for r in prefixes:
-        lines.append(f"| {r['prune']:g} | {r['lists_per_query']:,.1f} | {r['postings_per_query']:,.0f} | "
-                     f"{r['scatter']} | {r['ns_per_posting']:.2f} |")
-    lines.append("")
+              *report.table(["prune", "lists / query", "postings / query", "scatter", "ns / posting"],
+                            [[f"{r['prune']:g}", f"{r['lists_per_query']:,.1f}", f"{r['postings_per_query']:,.0f}",
+                              r["scatter"], f"{r['ns_per_posting']:.2f}"] for r in prefixes]), ""]
     return "\n".join(lines)
 
 
@@ -344,13 +340,8 @@ def main() -> None:
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "index": args.index, "data": args.data, "out": args.out,
             "queries": int(H.shape[0]), "rounds": args.rounds,
             "postings_mb": (index.v_items.nbytes + index.v_weights.nbytes) / (1 << 20)}
-    os.makedirs(args.out, exist_ok=True)
-    write_text(os.path.join(args.out, "report.json"),
-               json.dumps({"meta": meta, "host": host, "latency": latency, "engine": engine, "prefixes": prefixes},
-                          indent=2) + "\n")
-    report = render(host, latency, engine, prefixes, meta)
-    write_text(os.path.join(args.out, "report.md"), report)
-    print(report)
+    report.write(args.out, {"meta": meta, "host": host, "latency": latency, "engine": engine, "prefixes": prefixes},
+                 render(host, latency, engine, prefixes, meta))
 
 
 if __name__ == "__main__":

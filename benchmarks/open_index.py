@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 
+import report  # benchmarks/, this script's directory
+
 CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
@@ -58,8 +60,8 @@ def main() -> None:
                             ("no-checksums", "Index.open(verify=False)"), ("verify", "sparseidx verify (full)")):
             rows.append((label, [timed(args.index, mode, env) for _ in range(args.repeat)]))
     lines = [f"Opening `{args.index}` ({size / 2**30:.2f} GiB), each in a fresh process, files in the page cache:",
-             "", "| what | median s | runs |", "|---|---|---|"]
-    lines += [f"| {label} | {statistics.median(t):.3f} | {len(t)} |" for label, t in rows]
+             "", *report.table(["what", "median s", "runs"],
+                               [[label, f"{statistics.median(t):.3f}", len(t)] for label, t in rows])]
     table = "\n".join(lines) + "\n"
     if args.out:
         with open(args.out, "w") as fh:

@@ -13,7 +13,6 @@ training data under its COLAMD ordering (one run; the same call SANSA's CHOLMOD 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -21,7 +20,9 @@ import subprocess
 import sys
 import time
 
-from sparseidx.files import write_text
+import report  # benchmarks/, this script's directory
+from arguments import amazon_book_parser
+
 from sparseidx.openblas import cpu_flags, openblas_core
 
 
@@ -74,14 +75,11 @@ def run_child(work: str, core: str | None, data: str, l2: float) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
+    cells = [[r["work"], r["openblas"], ", ".join(r["kernels"]) or "-",
+              f"{r['qps_1t']:,.0f} QPS 1 thread, {r['qps_2t']:,.0f} QPS 2 threads" if r["work"] == "faiss"
+              else f"{r['seconds']:.1f} s"] for r in rows]
     lines = ["## OpenBLAS kernels as loaded vs pinned to the CPU", "",
-             "| work | OpenBLAS | kernels | result |", "|---|---|---|---|"]
-    for r in rows:
-        if r["work"] == "faiss":
-            result = f"{r['qps_1t']:,.0f} QPS 1 thread, {r['qps_2t']:,.0f} QPS 2 threads"
-        else:
-            result = f"{r['seconds']:.1f} s"
-        lines.append(f"| {r['work']} | {r['openblas']} | {', '.join(r['kernels']) or '-'} | {result} |")
+             *report.table(["work", "OpenBLAS", "kernels", "result"], cells)]
     return "\n".join(lines) + "\n"
 
 
@@ -90,20 +88,13 @@ def main() -> None:
         work, data, l2 = sys.argv[2:5]
         print(json.dumps(faiss_child() if work == "faiss" else cholmod_child(data, float(l2))))
         return
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="examples/amazon-book")
-    ap.add_argument("--out", default="reports/openblas")
-    ap.add_argument("--l2", type=float, default=20.0)
+    ap = amazon_book_parser(__doc__, "reports/openblas", 20.0)
     args = ap.parse_args()
     core = openblas_core(cpu_flags())
     if core is None:
         sys.exit("this CPU has no AVX2: sparseidx pins nothing, so there is nothing to compare")
     rows = [run_child(work, c, args.data, args.l2) for work in ("faiss", "cholmod") for c in (None, core)]
-    os.makedirs(args.out, exist_ok=True)
-    write_text(os.path.join(args.out, "report.json"), json.dumps({"l2": args.l2, "rows": rows}, indent=2))
-    table = markdown(rows)
-    write_text(os.path.join(args.out, "report.md"), table)
-    print(table)
+    report.write(args.out, {"l2": args.l2, "rows": rows}, markdown(rows))
 
 
 if __name__ == "__main__":

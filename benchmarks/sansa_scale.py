@@ -27,7 +27,8 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from revision import export_revision  # benchmarks/, this script's directory
+import report  # benchmarks/, this script's directory
+from revision import export_revision
 
 from sparseidx.files import write_text
 
@@ -161,16 +162,16 @@ def table(runs: list[dict], args) -> str:
     lines = [f"## SANSA ICF at {args.nnz_per_item} non-zeros per item on a synthetic power-law catalogue", "",
              f"{args.items:,} items, {args.users:,} training users (~{args.per_user:g} items each, Zipf "
              f"{args.exponent:g}), {args.heldout:,} held-out users (80% folded in), l2={args.l2:g}.", "",
-             "| code | fit s | peak RSS GiB (fit) | nnz(E) | ICF shift | final UMR loss | held-out users | "
-             "Recall@20 | NDCG@20 |", "|---|---|---|---|---|---|---|---|---|"]
+             *report.table(["code", "fit s", "peak RSS GiB (fit)", "nnz(E)", "ICF shift", "final UMR loss",
+                            "held-out users", "Recall@20", "NDCG@20"],
+                           [[r["code"], f"{r['fit_seconds']:.0f}", f"{r['peak_rss_gib_fit']:.1f}",
+                             f"{r['nnz_encoder']:,}", f"{r['icf_shift']:g}", f"{r['umr_losses'][-1]:.3e}",
+                             f"{r['heldout']['users']:,}", f"{r['heldout']['recall@20']:.4f}",
+                             f"{r['heldout']['ndcg@20']:.4f}"] for r in runs])]
     for r in runs:
-        h = r["heldout"]
-        lines.append(f"| {r['code']} | {r['fit_seconds']:.0f} | {r['peak_rss_gib_fit']:.1f} | {r['nnz_encoder']:,} | "
-                     f"{r['icf_shift']:g} | {r['umr_losses'][-1]:.3e} | {h['users']:,} | {h['recall@20']:.4f} | "
-                     f"{h['ndcg@20']:.4f} |")
-    for r in runs:
-        lines += ["", f"Phases ({r['code']}):", "", "| phase | seconds | peak RSS GiB |", "|---|---|---|"]
-        lines += [f"| {p['phase']} | {p['seconds']:.1f} | {p['peak_rss_gib']:.1f} |" for p in r["phases"]]
+        lines += ["", f"Phases ({r['code']}):", "",
+                  *report.table(["phase", "seconds", "peak RSS GiB"],
+                                [[p["phase"], f"{p['seconds']:.1f}", f"{p['peak_rss_gib']:.1f}"] for p in r["phases"]])]
     return "\n".join(lines) + "\n"
 
 
@@ -201,10 +202,7 @@ def main() -> None:
         subprocess.run([sys.executable, __file__, *argv, "--_child", os.path.join(tmp, "now.json")], check=True)
         with open(os.path.join(tmp, "now.json")) as fh:
             runs.append(json.load(fh))
-    os.makedirs(args.out, exist_ok=True)
-    write_text(os.path.join(args.out, "report.json"), json.dumps({"runs": runs}, indent=2))
-    write_text(os.path.join(args.out, "report.md"), table(runs, args))
-    print(table(runs, args))
+    report.write(args.out, {"runs": runs}, table(runs, args))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Needs the benchmark extra (pip install 'sparseidx[bench]').
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -20,7 +19,8 @@ import subprocess
 import sys
 import time
 
-from sparseidx.files import write_text
+import report  # benchmarks/, this script's directory
+from arguments import amazon_book_parser
 
 
 def fit(impl: str, X, factorizer: str, density: float, l2: float, scans: int, finetune: int):
@@ -78,19 +78,21 @@ def run_child(args: list[str], timeout: float) -> dict:
 
 
 def markdown(rows: list[dict], l2: float) -> str:
-    lines = [f"## SANSA on amazon-book: sparseidx vs sansa==1.1.0 (l2={l2:g})", "",
-             "| factorizer | density | impl | Recall@20 | NDCG@20 | fit s | peak RSS GiB | "
-             "ΔRecall vs ref | time ratio | memory ratio |", "|---" * 10 + "|"]
     ref = {(r["factorizer"], r["density"]): r for r in rows if r["impl"] == "reference" and "error" not in r}
+    cells = []
     for r in rows:
+        row = [r["factorizer"], f"{r['density']:g}", r["impl"]]
         if "error" in r:
-            lines.append(f"| {r['factorizer']} | {r['density']:g} | {r['impl']} | {r['error']} | | | | | | |")
+            cells.append(row + [r["error"], "", "", "", "", "", ""])
             continue
         base = ref.get((r["factorizer"], r["density"]))
-        rel = (f"{r['recall@20'] - base['recall@20']:+.4f} | {r['fit_seconds'] / base['fit_seconds']:.2f} | "
-               f"{r['peak_rss_gib'] / base['peak_rss_gib']:.2f}") if base and r["impl"] != "reference" else "| |"
-        lines.append(f"| {r['factorizer']} | {r['density']:g} | {r['impl']} | {r['recall@20']:.4f} | "
-                     f"{r['ndcg@20']:.4f} | {r['fit_seconds']:.1f} | {r['peak_rss_gib']:.2f} | {rel} |")
+        rel = [f"{r['recall@20'] - base['recall@20']:+.4f}", f"{r['fit_seconds'] / base['fit_seconds']:.2f}",
+               f"{r['peak_rss_gib'] / base['peak_rss_gib']:.2f}"] if base and r["impl"] != "reference" else ["", "", ""]
+        cells.append(row + [f"{r['recall@20']:.4f}", f"{r['ndcg@20']:.4f}", f"{r['fit_seconds']:.1f}",
+                            f"{r['peak_rss_gib']:.2f}", *rel])
+    lines = [f"## SANSA on amazon-book: sparseidx vs sansa==1.1.0 (l2={l2:g})", "",
+             *report.table(["factorizer", "density", "impl", "Recall@20", "NDCG@20", "fit s", "peak RSS GiB",
+                            "ΔRecall vs ref", "time ratio", "memory ratio"], cells)]
     return "\n".join(lines) + "\n"
 
 
@@ -99,10 +101,7 @@ def main() -> None:
         impl, data, factorizer, density, l2, scans, finetune = sys.argv[2:9]
         print(json.dumps(child(impl, data, factorizer, float(density), float(l2), int(scans), int(finetune))))
         return
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="examples/amazon-book")
-    ap.add_argument("--out", default="reports/sansa")
-    ap.add_argument("--l2", type=float, default=20.0)
+    ap = amazon_book_parser(__doc__, "reports/sansa", 20.0)
     ap.add_argument("--densities", default="5e-5,5e-4")
     ap.add_argument("--factorizers", default="icf,cholmod")
     ap.add_argument("--scans", type=int, default=1)
@@ -117,10 +116,7 @@ def main() -> None:
                 rows.append(run_child([impl, args.data, factorizer, density, str(args.l2), str(args.scans),
                                        str(args.finetune_steps)], args.timeout))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    write_text(os.path.join(args.out, "report.json"), json.dumps({"l2": args.l2, "rows": rows}, indent=2))
-    table = markdown(rows, args.l2)
-    write_text(os.path.join(args.out, "report.md"), table)
-    print(table)
+    report.write(args.out, {"l2": args.l2, "rows": rows}, markdown(rows, args.l2))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ import urllib.request
 
 import numpy as np
 
+import report  # benchmarks/, this script's directory
+
 from sparseidx.files import write_text
 
 CONCURRENCY = (1, 4, 16, 64)
@@ -207,13 +209,12 @@ def markdown(results: list[dict], meta: dict) -> str:
                   f"In process: single p50 {e['single_p50_us']:.0f} us, p99 {e['single_p99_us']:.0f} us "
                   f"({e['single_qps_1t']:,.0f} QPS on 1 thread); batches of {e['batch']}: "
                   f"{e['batch_histories_per_s']:,.0f} histories/s on all cores.", "",
-                  "| endpoint | concurrency | p50 us | p99 us | requests/s | histories/s | server CPU us / request "
-                  "| errors |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for r in res["service"]:
-            lines.append(f"| {r['endpoint']} | {r['concurrency']} | {r['p50_us']:,} | {r['p99_us']:,} | "
-                         f"{r['rps']:,.0f} | {r['histories_per_s']:,.0f} | {r['server_cpu_us']:,.0f} | {r['errors']} |")
-        lines += ["", *goals(res), ""]
+                  *report.table(["endpoint", "concurrency", "p50 us", "p99 us", "requests/s", "histories/s",
+                                 "server CPU us / request", "errors"],
+                                [[r["endpoint"], r["concurrency"], f"{r['p50_us']:,}", f"{r['p99_us']:,}",
+                                  f"{r['rps']:,.0f}", f"{r['histories_per_s']:,.0f}", f"{r['server_cpu_us']:,.0f}",
+                                  r["errors"]] for r in res["service"]]),
+                  "", *goals(res), ""]
     return "\n".join(lines)
 
 

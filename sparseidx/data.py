@@ -47,14 +47,17 @@ class Interactions:
 
     @property
     def n_users(self) -> int:
+        """Users: rows of X."""
         return self.X.shape[0]
 
     @property
     def n_items(self) -> int:
+        """Items: columns of X."""
         return self.X.shape[1]
 
     @property
     def nnz(self) -> int:
+        """Interactions: non-zeros of X."""
         return self.X.nnz
 
 

@@ -17,11 +17,11 @@ from .errors import DataError
 
 
 @dataclass
-class Factors:
-    """Encoder, item embeddings, priors and item ids of one trained model."""
+class _OneShape:
+    """Fields and checks shared by the sparse and the dense form of the one shape."""
 
-    encoder: sp.csr_matrix
-    embeddings: sp.csr_matrix
+    encoder: sp.csr_matrix | np.ndarray
+    embeddings: sp.csr_matrix | np.ndarray
     priors: np.ndarray
     item_ids: np.ndarray
     model: str = "imported"
@@ -29,21 +29,33 @@ class Factors:
     popularity: np.ndarray | None = None
 
     def __post_init__(self):
-        self.encoder = _canonical_csr(self.encoder, "encoder")
-        self.embeddings = _canonical_csr(self.embeddings, "embeddings")
+        self.encoder = self._matrix(self.encoder, "encoder")
+        self.embeddings = self._matrix(self.embeddings, "embeddings")
         self.priors = np.ascontiguousarray(self.priors, dtype=np.float32)
         self.item_ids = np.asarray(self.item_ids)
         if self.popularity is not None:
             self.popularity = np.asarray(self.popularity, dtype=np.int64)
         self.validate()
 
+    @staticmethod
+    def _matrix(M, name: str):  # pragma: no cover
+        """``M`` in this form's matrix type."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _values(M) -> np.ndarray:
+        """The stored values of a matrix of this form."""
+        return M
+
     @property
     def n_items(self) -> int:
-        return self.embeddings.shape[0]
+        """Items: rows of the encoder and of the item embeddings."""
+        return int(self.embeddings.shape[0])
 
     @property
     def n_dims(self) -> int:
-        return self.embeddings.shape[1]
+        """Dimensions: their columns."""
+        return int(self.embeddings.shape[1])
 
     def validate(self) -> None:
         """Raise DataError unless shapes, dtypes and values are consistent and finite."""
@@ -59,15 +71,40 @@ class Factors:
             raise DataError("item ids are not unique")
         if self.popularity is not None and self.popularity.shape != (n,):
             raise DataError(f"popularity has shape {self.popularity.shape}, expected ({n},)")
-        for name, arr in (("encoder", self.encoder.data), ("embeddings", self.embeddings.data),
+        for name, arr in (("encoder", self._values(self.encoder)), ("embeddings", self._values(self.embeddings)),
                           ("priors", self.priors)):
             if not np.all(np.isfinite(arr)):
                 raise DataError(f"{name} contain NaN or infinite values")
 
     def dense_scores(self, X: sp.spmatrix) -> np.ndarray:
         """Brute-force scores of every item for every row of X (for checks on small data)."""
-        U = sp.csr_matrix(X, dtype=np.float32) @ self.encoder
-        return np.asarray((U @ self.embeddings.T).todense()) * self.priors[None, :]
+        scores = (sp.csr_matrix(X, dtype=np.float32) @ self.encoder) @ self.embeddings.T
+        return (scores.toarray() if sp.issparse(scores) else np.asarray(scores)) * self.priors[None, :]
+
+
+@dataclass
+class Factors(_OneShape):
+    """Encoder, item embeddings, priors and item ids of one trained model (sparse CSR matrices)."""
+
+    @staticmethod
+    def _matrix(M, name: str) -> sp.csr_matrix:
+        return _canonical_csr(M, name)
+
+    @staticmethod
+    def _values(M) -> np.ndarray:
+        return M.data
+
+
+@dataclass
+class DenseFactors(_OneShape):
+    """The one shape with dense low-rank matrices, served by FAISS: score = prior_i * <x E, V_i>."""
+
+    @staticmethod
+    def _matrix(M, name: str) -> np.ndarray:
+        M = np.ascontiguousarray(M, dtype=np.float32)
+        if M.ndim != 2:
+            raise DataError(f"{name} must be a 2-d matrix, got {M.ndim} dimensions")
+        return M
 
 
 def _canonical_csr(M, name: str) -> sp.csr_matrix:
@@ -86,45 +123,3 @@ def _canonical_csr(M, name: str) -> sp.csr_matrix:
     M.indices = M.indices.astype(np.int32, copy=False)
     M.indptr = M.indptr.astype(np.int64, copy=False)
     return M
-
-
-@dataclass
-class DenseFactors:
-    """The one shape with dense low-rank matrices, served by FAISS: score = prior_i * <x E, V_i>."""
-
-    encoder: np.ndarray
-    embeddings: np.ndarray
-    priors: np.ndarray
-    item_ids: np.ndarray
-    model: str = "imported"
-    params: dict = field(default_factory=dict)
-    popularity: np.ndarray | None = None
-
-    def __post_init__(self):
-        self.encoder = np.ascontiguousarray(self.encoder, dtype=np.float32)
-        self.embeddings = np.ascontiguousarray(self.embeddings, dtype=np.float32)
-        self.priors = np.ascontiguousarray(self.priors, dtype=np.float32)
-        self.item_ids = np.asarray(self.item_ids)
-        if self.popularity is not None:
-            self.popularity = np.asarray(self.popularity, dtype=np.int64)
-        n, d = self.embeddings.shape
-        if self.encoder.shape != (n, d):
-            raise DataError(f"encoder has shape {self.encoder.shape} but item embeddings have {(n, d)}")
-        if self.priors.shape != (n,) or self.item_ids.shape != (n,):
-            raise DataError(f"priors and item ids must have one entry per item ({n})")
-        for name, arr in (("encoder", self.encoder), ("embeddings", self.embeddings), ("priors", self.priors)):
-            if not np.all(np.isfinite(arr)):
-                raise DataError(f"{name} contain NaN or infinite values")
-
-    @property
-    def n_items(self) -> int:
-        return self.embeddings.shape[0]
-
-    @property
-    def n_dims(self) -> int:
-        return self.embeddings.shape[1]
-
-    def dense_scores(self, X: sp.spmatrix) -> np.ndarray:
-        """Brute-force scores of every item for every row of X (for checks on small data)."""
-        U = sp.csr_matrix(X, dtype=np.float32) @ self.encoder
-        return (U @ self.embeddings.T) * self.priors[None, :]

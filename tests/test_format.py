@@ -132,6 +132,32 @@ def test_verified_checksums_are_remembered_per_file_version_and_verify_always_ha
     assert hashes_while(monkeypatch, lambda: Index.open(path)) == n_files
 
 
+def test_value_checks_are_remembered_with_the_checksums_and_redone_for_another_manifest(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSEIDX_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "idx"
+    Index.build(random_factors(6, 50, 10, 0.2)).write(path)
+    checked = []
+    real_ids, real_finite = fmt.check_ids, fmt.check_finite
+    monkeypatch.setattr(fmt, "check_ids", lambda p, name, *a: (checked.append(name), real_ids(p, name, *a)))
+    monkeypatch.setattr(fmt, "check_finite", lambda p, name, *a: (checked.append(name), real_finite(p, name, *a)))
+
+    def checks(action) -> set[str]:
+        checked.clear()
+        action()
+        return set(checked)
+
+    every = {"postings.arrow", "encoder.arrow", "items.arrow", "forward.arrow"}
+    assert checks(lambda: Index.open(path)) == every
+    assert checks(lambda: Index.open(path)) == set()  # checksums and values remembered together
+    assert checks(lambda: Index.verify(path)) == every  # a full check, always
+    assert checks(lambda: Index.open(path, verify=False)) == every  # nothing hashed: nothing trusted
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["n_items"] -= 1  # another manifest: what was checked against the old one is not trusted
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexFormatError, match="postings.arrow: ids outside 0..48|rows where 49 were expected"):
+        Index.open(path)
+
+
 def test_an_unwritable_cache_only_means_hashing_again(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("")
     monkeypatch.setenv("SPARSEIDX_CACHE_DIR", str(tmp_path / "file" / "cache"))  # cannot be a directory

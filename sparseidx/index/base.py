@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -9,7 +10,9 @@ import scipy.sparse as sp
 
 from ..errors import DataError, IndexFormatError
 from . import filters as flt
+from . import format as fmt
 from . import kernels
+from .deny import load_denied
 from .histories import HistoryEncoder, check_k
 from .options import SearchOptions
 
@@ -36,12 +39,13 @@ class SearchResult:
 class SearchIndex(HistoryEncoder):
     """What every index offers: search with options and filters, ``write``, ``open``, ``info``.
 
-    A backend sets ``backend`` and ``Options`` and implements ``_search``, ``write``
-    and ``open``; it holds ``priors``, ``item_ids``, ``popularity``, ``manifest`` and
+    A backend sets ``backend``, ``kind`` and ``Options`` and implements ``_search``, ``write``
+    and ``_read``; it holds ``priors``, ``item_ids``, ``popularity``, ``manifest`` and
     ``denied`` (a uint8 mask of the items its deny list removes, or None).
     """
 
     backend = ""
+    kind = ""  # how messages name the backend: "sparse", "FAISS"
     Options = SearchOptions
     denied: np.ndarray | None = None
     _one_unfiltered: kernels.Filters | None = None
@@ -106,6 +110,28 @@ class SearchIndex(HistoryEncoder):
                 cache[key] = calibrate(self, histories, target, k, threads=options.threads)["knobs"]
             knobs = cache[key]
         return replace(options, target_recall=None, **knobs)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, verify: bool = True, files: fmt.IndexFiles | None = None):
+        """Open an index directory of this backend (memory-mapped); with ``verify`` the checksums are checked
+        first."""
+        if files is None:
+            with fmt.open_files(path) as files:
+                return cls.open(path, verify, files)
+        backend = files.manifest["backend"]
+        if backend != cls.backend:
+            raise IndexFormatError(f"{files.path}: a {backend!r} index, not a {cls.kind} one")
+        files.ensure_intact(checksums=verify)
+        index = cls._read(files)
+        index.denied = load_denied(files, files.manifest["n_items"])
+        index._check_operating_point(files.path)
+        files.remember_checked()
+        return index
+
+    @classmethod
+    def _read(cls, files: fmt.IndexFiles) -> "SearchIndex":  # pragma: no cover
+        """The index held by intact ``files``, its arrays checked against the manifest."""
+        raise NotImplementedError
 
     def _check_operating_point(self, path: str) -> None:
         """Refuse, as a damaged index, a manifest whose operating point the backend's options refuse."""

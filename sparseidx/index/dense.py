@@ -24,7 +24,6 @@ from ..openblas import import_pinned
 from . import filters as flt
 from . import format as fmt
 from .base import SearchIndex, SearchResult
-from .deny import load_denied
 from .options import FaissSearchOptions
 
 FAISS_FILE = "vectors.faiss"
@@ -44,6 +43,7 @@ class DenseIndex(SearchIndex):
     """
 
     backend = "faiss"
+    kind = "FAISS"
     Options = FaissSearchOptions
 
     def __init__(self, index, encoder: np.ndarray, priors: np.ndarray, item_ids: np.ndarray,
@@ -113,18 +113,9 @@ class DenseIndex(SearchIndex):
             raise OutputError(f"could not write {out}: {_faiss_message(exc)}") from None
 
     @classmethod
-    def open(cls, path: str | os.PathLike, verify: bool = True, files: fmt.IndexFiles | None = None
-             ) -> "DenseIndex":
-        """Open an index directory (FAISS memory-maps Flat and IVF indexes); checksums checked first."""
-        if files is None:
-            with fmt.open_files(path) as files:
-                return cls.open(path, verify, files)
-        faiss = _faiss()
+    def _read(cls, files: fmt.IndexFiles) -> "DenseIndex":
         path, manifest = files.path, files.manifest
-        if manifest["backend"] != cls.backend:
-            raise IndexFormatError(f"{path}: a {manifest['backend']!r} index, not a FAISS one")
-        files.ensure_intact(checksums=verify)
-        index = _read_faiss(faiss, files, f"{path}/{FAISS_FILE}")
+        index = _read_faiss(_faiss(), files, f"{path}/{FAISS_FILE}")
         encoder_t = files.table("encoder.arrow")
         items = files.table("items.arrow")
         n, d = manifest["n_items"], manifest["n_dims"]
@@ -141,11 +132,8 @@ class DenseIndex(SearchIndex):
             raise IndexFormatError(f"{path}: index files do not have the expected columns: {exc}") from None
         if flat.dtype != np.float32 or flat.size != n * d or index.ntotal != n or index.d != d:
             raise IndexFormatError(f"{path}: index files disagree with the manifest's counts ({n} items, {d} dims)")
-        fmt.check_finite(path, {"encoder.arrow": flat, "items.arrow": priors})
-        dense = cls(index, flat.reshape(n, d), priors, item_ids, popularity, manifest)
-        dense.denied = load_denied(files, n)
-        dense._check_operating_point(path)
-        return dense
+        files.check_finite({"encoder.arrow": flat, "items.arrow": priors})
+        return cls(index, flat.reshape(n, d), priors, item_ids, popularity, manifest)
 
     def item_embedding(self, row: int) -> list | None:
         """Item ``row``'s dense embedding V_i (the stored prior_i V_i divided by its prior), or None where the

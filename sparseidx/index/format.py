@@ -80,16 +80,29 @@ def list_pair(table: pa.Table, ids: str, weights: str, rows: int, path: str
 
 
 def _list_parts(column: pa.ChunkedArray, dtype, path: str, name: str) -> tuple[np.ndarray, np.ndarray]:
-    arr = column.combine_chunks()
+    arr = _one_chunk(column)
     if not pa.types.is_large_list(arr.type) or arr.null_count:
         raise IndexFormatError(f"{path}: column {name!r} is not a large_list without nulls")
-    offsets = arr.offsets.to_numpy(zero_copy_only=True)
-    values = arr.values.to_numpy(zero_copy_only=True)
-    if values.dtype != dtype:
-        raise IndexFormatError(f"{path}: column {name!r} holds {values.dtype}, not {np.dtype(dtype)}")
+    offsets = _view(arr, np.int64, len(arr) + 1)
+    values = arr.values
+    if values.type != pa.from_numpy_dtype(dtype) or values.null_count:
+        raise IndexFormatError(f"{path}: column {name!r} holds {values.type}, not {np.dtype(dtype)}")
+    values = _view(values, dtype, len(values))
     if len(offsets) and (offsets[0] != 0 or offsets[-1] != len(values) or (np.diff(offsets) < 0).any()):
         raise IndexFormatError(f"{path}: a posting list column has inconsistent offsets")
     return offsets, values
+
+
+def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array: its only chunk (no copy; the format writes one record batch), else joined."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _view(arr: pa.Array, dtype, count: int) -> np.ndarray:
+    """The first ``count`` values of ``arr``'s data buffer (offsets of a list, values of a primitive array)
+    as a numpy view of ``dtype``: no copy, no page touched."""
+    dtype = np.dtype(dtype)
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=count, offset=arr.offset * dtype.itemsize)
 
 
 def _whole(table: pa.Table, name: str, rows: int, path: str) -> pa.ChunkedArray:
@@ -103,10 +116,10 @@ def _whole(table: pa.Table, name: str, rows: int, path: str) -> pa.ChunkedArray:
 
 def column(table: pa.Table, name: str, dtype, rows: int, path: str) -> np.ndarray:
     """A numpy view of a non-null numeric column of ``rows`` values of ``dtype``."""
-    values = _whole(table, name, rows, path).to_numpy()
-    if values.dtype != dtype:
-        raise IndexFormatError(f"{path}: column {name!r} holds {values.dtype}, not {np.dtype(dtype)}")
-    return values
+    col = _whole(table, name, rows, path)
+    if col.type != pa.from_numpy_dtype(dtype):
+        raise IndexFormatError(f"{path}: column {name!r} holds {col.type}, not {np.dtype(dtype)}")
+    return _view(_one_chunk(col), dtype, rows)
 
 
 def id_column(table: pa.Table, rows: int, path: str) -> np.ndarray:
@@ -114,7 +127,7 @@ def id_column(table: pa.Table, rows: int, path: str) -> np.ndarray:
     col = _whole(table, "item_id", rows, path)
     if not (pa.types.is_int64(col.type) or pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
         raise IndexFormatError(f"{path}: item ids are {col.type}, not int64 or string")
-    return col.to_numpy()
+    return _view(_one_chunk(col), np.int64, rows) if pa.types.is_int64(col.type) else col.to_numpy()
 
 
 def check_ids(path: str, name: str, ids: np.ndarray, bound: int) -> None:
@@ -124,11 +137,10 @@ def check_ids(path: str, name: str, ids: np.ndarray, bound: int) -> None:
                                "index: rebuild it with 'sparseidx build'")
 
 
-def check_finite(path: str, arrays: dict[str, np.ndarray]) -> None:
-    """Raise IndexFormatError unless the weights of every named file are finite."""
-    for name, values in arrays.items():
-        if not np.isfinite(values).all():
-            raise IndexFormatError(f"{path}/{name}: holds NaN or infinite weights; rebuild the index")
+def check_finite(path: str, name: str, values: np.ndarray) -> None:
+    """Raise IndexFormatError unless the weights of file ``name`` are finite."""
+    if not np.isfinite(values).all():
+        raise IndexFormatError(f"{path}/{name}: holds NaN or infinite weights; rebuild the index")
 
 
 def sha256_file(path: str, chunk: int = 1 << 22) -> str:
@@ -226,6 +238,11 @@ class IndexFiles:
         self.manifest = manifest
         self._fds = fds
         self._maps: dict[str, mmap.mmap] = {}
+        # files whose version passed every check with this manifest before (``verified.py``): their
+        # checksums and their value checks are not repeated; and files that passed now, to remember
+        self._context = hashlib.blake2b(json.dumps(manifest, sort_keys=True).encode(), digest_size=16).hexdigest()
+        self.trusted: set[str] = set()
+        self._passed: list[tuple[os.stat_result, str]] = []
 
     def __enter__(self):
         return self
@@ -242,23 +259,24 @@ class IndexFiles:
     def problems(self, checksums: bool = True, remembered: bool = False) -> list[str]:
         """Listed files of the wrong size or (with ``checksums``) the wrong SHA-256.
 
-        With ``remembered``, a file whose version was verified before is not hashed again
-        (``verified.py``), and the files that pass are remembered."""
+        With ``remembered``, a file whose version passed every check with this manifest
+        before (``verified.py``) is not hashed again and joins ``trusted``; the files that
+        pass now are remembered by ``remember_checked`` once the index's values passed too."""
         remembered = remembered and checksums and verified.enabled()
         record = verified.load() if remembered else {}
-        found, passed = [], []
+        found = []
         for name, info in self.manifest["files"].items():
             st = os.fstat(self._fds[name])
             if st.st_size != info["bytes"]:
                 found.append(f"{name}: {st.st_size} bytes, manifest says {info['bytes']} (truncated or replaced)")
-            elif not checksums or (remembered and verified.is_known(record, st, info["sha256"])):
+            elif not checksums:
                 continue
+            elif remembered and verified.is_known(record, st, info["sha256"], self._context):
+                self.trusted.add(name)
             elif hashlib.sha256(self._map(name)).hexdigest() != info["sha256"]:
                 found.append(f"{name}: SHA-256 does not match the manifest (file modified or corrupted)")
-            else:
-                passed.append((st, info["sha256"]))
-        if remembered:
-            verified.remember(passed)
+            elif remembered:
+                self._passed.append((st, info["sha256"]))
         return found
 
     def ensure_intact(self, checksums: bool = True) -> None:
@@ -268,6 +286,22 @@ class IndexFiles:
         if found:
             raise IndexFormatError(f"{self.path}: refusing a damaged index: " + "; ".join(found)
                                    + ". Rebuild it with 'sparseidx build'")
+
+    def check_ids(self, name: str, ids: np.ndarray, bound: int) -> None:
+        """``check_ids`` on file ``name``'s ids, unless the file is trusted."""
+        if name not in self.trusted:
+            check_ids(self.path, name, ids, bound)
+
+    def check_finite(self, arrays: dict[str, np.ndarray]) -> None:
+        """``check_finite`` on the weights of every named file that is not trusted."""
+        for name, values in arrays.items():
+            if name not in self.trusted:
+                check_finite(self.path, name, values)
+
+    def remember_checked(self) -> None:
+        """Remember the files that passed their checksums and value checks in this open (``verified.py``)."""
+        verified.remember(self._passed, self._context)
+        self._passed = []
 
     def table(self, name: str) -> pa.Table:
         """Memory-map one Arrow IPC file of this build (no copy) and check it belongs to it (the deny list: to

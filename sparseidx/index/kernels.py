@@ -183,27 +183,20 @@ def _sift_down(hs, hi, size, pos):
 
 
 @nb.njit(cache=True, inline="always")
-def _sift_up(hs, hi, pos):
-    s = hs[pos]
-    i = hi[pos]
-    while pos > 0:
-        parent = (pos - 1) >> 1
-        if not _better(hs[parent], hi[parent], s, i):
-            break
-        hs[pos] = hs[parent]
-        hi[pos] = hi[parent]
-        pos = parent
-    hs[pos] = s
-    hi[pos] = i
+def _heapify(hs, hi, size):
+    for pos in range(size // 2 - 1, -1, -1):
+        _sift_down(hs, hi, size, pos)
 
 
 @nb.njit(cache=True, inline="always")
 def _offer(hs, hi, size, k, s, i):
-    """Offer candidate (s, i) to a heap holding ``size`` of at most k; returns the new size."""
+    """Offer candidate (s, i) to the ``size`` kept of at most k; returns the new size. The kept are in
+    arrival order until k are held, from then on a heap whose root is the worst kept."""
     if size < k:
         hs[size] = s
         hi[size] = i
-        _sift_up(hs, hi, size)
+        if size + 1 == k:
+            _heapify(hs, hi, k)
         return size + 1
     if _better(s, i, hs[0], hi[0]):
         hs[0] = s
@@ -740,7 +733,9 @@ def _answer(q_items, q_weights, excluded, allow_row, ix, st, blocked, per_query_
 
 @nb.njit(cache=True, inline="always")
 def _sorted_out(hs, hi, size, k, out_scores, out_ids):
-    """Empty the heap (hs, hi) of ``size`` into the answer row best first; pad to k with -1 / -inf."""
+    """Empty the kept (hs, hi) of ``size`` into the answer row best first; pad to k with -1 / -inf."""
+    if size < k:
+        _heapify(hs, hi, size)  # fewer than k were offered: still in arrival order
     for r in range(size - 1, -1, -1):
         out_scores[r] = hs[0]
         out_ids[r] = hi[0]

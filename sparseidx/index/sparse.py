@@ -17,7 +17,6 @@ from ..progress import stage
 from . import format as fmt
 from . import kernels
 from .base import SearchIndex, SearchResult
-from .deny import load_denied
 from .histories import QueryRows
 from .options import SparseSearchOptions
 
@@ -34,6 +33,7 @@ class SparseIndex(SearchIndex):
     """
 
     backend = "sparse"
+    kind = "sparse"
     Options = SparseSearchOptions
 
     def __init__(self, v_indptr, v_items, v_weights, max_abs, e_indptr, e_dims, e_weights,
@@ -130,16 +130,8 @@ class SparseIndex(SearchIndex):
         fmt.write_index_dir(os.fspath(path), tables, {}, self.manifest, overwrite=overwrite)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, verify: bool = True, files: fmt.IndexFiles | None = None
-             ) -> "SparseIndex":
-        """Memory-map an index directory; with ``verify`` the checksums are checked first."""
-        if files is None:
-            with fmt.open_files(path) as files:
-                return cls.open(path, verify, files)
+    def _read(cls, files: fmt.IndexFiles) -> "SparseIndex":
         path, manifest = files.path, files.manifest
-        if manifest["backend"] != cls.backend:
-            raise IndexFormatError(f"{path}: a {manifest['backend']!r} index, not a sparse one")
-        files.ensure_intact(checksums=verify)
         postings, encoder, items = (files.table(n) for n in ("postings.arrow", "encoder.arrow", "items.arrow"))
         rows = files.table("forward.arrow") if "forward.arrow" in manifest["files"] else None
         n, d = manifest["n_items"], manifest["n_dims"]
@@ -154,19 +146,16 @@ class SparseIndex(SearchIndex):
             forward = None if rows is None else fmt.list_pair(rows, "dims", "weights", n, path)
         except KeyError as exc:
             raise IndexFormatError(f"{path}: index files do not have the expected columns: {exc}") from None
-        fmt.check_ids(path, "postings.arrow", v_items, n)
-        fmt.check_ids(path, "encoder.arrow", e_dims, d)
+        files.check_ids("postings.arrow", v_items, n)
+        files.check_ids("encoder.arrow", e_dims, d)
         weights = {"postings.arrow": v_weights, "encoder.arrow": e_weights, "items.arrow": priors}
         if forward is not None:
-            fmt.check_ids(path, "forward.arrow", forward[1], d)
+            files.check_ids("forward.arrow", forward[1], d)
             weights["forward.arrow"] = forward[2]
-        fmt.check_finite(path, weights)
+        files.check_finite(weights)
         tables = (postings, encoder, items) + (() if rows is None else (rows,))
-        index = cls(v_indptr, v_items, v_weights, max_abs, e_indptr, e_dims, e_weights, priors, item_ids,
-                    popularity, manifest, forward=forward, tables=tables)
-        index.denied = load_denied(files, n)
-        index._check_operating_point(path)
-        return index
+        return cls(v_indptr, v_items, v_weights, max_abs, e_indptr, e_dims, e_weights, priors, item_ids,
+                   popularity, manifest, forward=forward, tables=tables)
 
     def item_embedding(self, row: int) -> dict:
         """Item ``row``'s embedding as indexed (after static pruning): {"dims": [...], "weights": [...]}."""

@@ -1,14 +1,17 @@
-"""Checksums verified once per file version and remembered, so that opening a large index is fast.
+"""Index files checked once per file version and remembered, so that opening a large index is fast.
 
-``Index.open`` checks every file's SHA-256 against the manifest; hashing runs at about 0.5 GB/s
-here, so a 1 GB index took over 2 s to open. A file that passed is remembered in the user's cache
-(``verified.json`` in ``$SPARSEIDX_CACHE_DIR``, else ``$XDG_CACHE_HOME/sparseidx``, else
-``~/.cache/sparseidx``) by its device, inode, size, modification and change times and the SHA-256
-it matched; opening it again with the same identity and the same expected SHA-256 skips the hash.
-Any write to a file changes its change time (ctime), which no system call can set back, so a
-modified file is hashed again; a rebuilt index is new files with new inodes. ``sparseidx verify``
-(``Index.verify``) always hashes. Remembering is best effort: an unreadable or unwritable cache only
-means hashing again. Set ``SPARSEIDX_REMEMBER_VERIFIED=0`` to hash on every open.
+``Index.open`` checks every file's SHA-256 against the manifest, then its values: ids in range,
+weights finite. Both read every byte (hashing runs at about 0.5 GB/s here), so a 1 GB index took
+over 2 s to open. A file that passed both is remembered in the user's cache (``verified.json`` in
+``$SPARSEIDX_CACHE_DIR``, else ``$XDG_CACHE_HOME/sparseidx``, else ``~/.cache/sparseidx``) by its
+device, inode, size, modification and change times, the SHA-256 it matched and a digest of the
+manifest it was checked against; opening it again with the same identity, SHA-256 and manifest skips
+both (what stays on every open is O(items + dims): sizes, the Arrow schemas, list offsets). Any
+write to a file changes its change time (ctime), which no system call can set back, so a modified
+file is checked again; a rebuilt index is new files with new inodes; an edited manifest is a new
+context. ``sparseidx verify`` (``Index.verify``) always checks everything. Remembering is best
+effort: an unreadable or unwritable cache only means checking again. Set
+``SPARSEIDX_REMEMBER_VERIFIED=0`` to check everything on every open.
 """
 
 from __future__ import annotations
@@ -51,22 +54,23 @@ def load() -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def is_known(record: dict, st: os.stat_result, sha256: str) -> bool:
-    """Whether this version of the file was verified against ``sha256`` before."""
+def is_known(record: dict, st: os.stat_result, sha256: str, context: str) -> bool:
+    """Whether this version of the file passed its checks against ``sha256`` in ``context`` before."""
     key, version = identity(st)
     entry = record.get(key)
-    return isinstance(entry, list) and entry == [*version, sha256]
+    return isinstance(entry, list) and entry == [*version, sha256, context]
 
 
-def remember(verified: list[tuple[os.stat_result, str]]) -> None:
-    """Add files that just matched their SHA-256 to the record (atomic replace; failures only logged)."""
+def remember(verified: list[tuple[os.stat_result, str]], context: str) -> None:
+    """Add files that just matched their SHA-256 and passed the checks of ``context`` to the record (atomic
+    replace; failures only logged)."""
     if not verified:
         return
     record = load()
     for st, sha256 in verified:
         key, version = identity(st)
         record.pop(key, None)
-        record[key] = [*version, sha256]  # insertion order: the newest last
+        record[key] = [*version, sha256, context]  # insertion order: the newest last
     while len(record) > MAX_ENTRIES:
         record.pop(next(iter(record)))
     directory = cache_dir()

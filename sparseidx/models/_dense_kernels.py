@@ -9,8 +9,9 @@ _TILE = 64
 
 
 @nb.njit(parallel=True, cache=True)
-def mirror_lower_to_upper(buf):
-    """Copy the strict lower triangle onto the upper one (buf[j, i] = buf[i, j], i > j), tiled."""
+def mirror_lower(buf, scale):
+    """Copy the strict lower triangle onto the upper one times ``scale`` (buf[j, i] = scale * buf[i, j] for
+    i > j), tiled; ``mirror_lower(buf.T, s)`` copies the upper triangle onto the lower one."""
     n = buf.shape[0]
     nt = (n + _TILE - 1) // _TILE
     for bi in nb.prange(nt):
@@ -21,25 +22,7 @@ def mirror_lower_to_upper(buf):
             j1 = min(n, j0 + _TILE)
             for i in range(i0, i1):
                 for j in range(j0, min(j1, i)):
-                    buf[j, i] = buf[i, j]
-
-
-@nb.njit(parallel=True, cache=True)
-def lower_from_upper_shifted(buf, diag, beta):
-    """Set the lower triangle to beta * diag(P) - P, reading P from the upper triangle."""
-    n = buf.shape[0]
-    nt = (n + _TILE - 1) // _TILE
-    for bi in nb.prange(nt):
-        i0 = bi * _TILE
-        i1 = min(n, i0 + _TILE)
-        for bj in range(bi + 1):
-            j0 = bj * _TILE
-            j1 = min(n, j0 + _TILE)
-            for i in range(i0, i1):
-                for j in range(j0, min(j1, i)):
-                    buf[i, j] = -buf[j, i]
-    for i in nb.prange(n):
-        buf[i, i] = (beta - 1.0) * diag[i]
+                    buf[j, i] = scale * buf[i, j]
 
 
 @nb.njit(parallel=True, cache=True)

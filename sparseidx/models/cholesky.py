@@ -141,9 +141,11 @@ class Cholesky(Model):
         """Factors from P = (X^T X + l2 I)^-1 of the permuted items (``buf``, ``diag``; see ``gram_inverse``)."""
         auto = self.beta == "auto"
         beta = 2.0 if auto else float(self.beta)
-        kern.mirror_lower_to_upper(buf)  # keep P in the upper triangle to retry with a larger beta
+        one = buf.dtype.type(1.0)
+        kern.mirror_lower(buf, one)  # keep P in the upper triangle to retry with a larger beta
         while True:
-            kern.lower_from_upper_shifted(buf, diag, buf.dtype.type(beta))
+            kern.mirror_lower(buf.T, -one)  # the lower triangle: beta D_P - P
+            np.fill_diagonal(buf, (beta - 1.0) * diag)
             with stage(f"Cholesky of beta D_P - P (beta={beta:g})"):
                 info = cholesky_lower(buf)
             if info == 0:
@@ -189,7 +191,7 @@ def ease_weights(X, l2: float, memory_limit: int | None = None) -> np.ndarray:
     """Dense EASE weights B = I - P D_P^-1 with zero diagonal (the accuracy reference; N x N)."""
     X, _ = as_matrix(X, None)
     buf, diag = gram_inverse(X, l2, memory_limit)
-    kern.mirror_lower_to_upper(buf)
+    kern.mirror_lower(buf, buf.dtype.type(1.0))
     buf /= -diag[None, :]
     np.fill_diagonal(buf, 0.0)
     return buf
