@@ -20,8 +20,8 @@ run "$venv/bin/sparseidx" bench reports/foundation/chol-k200.idx --train "$data/
     --test "$data/test.txt" --out reports/bench-all-users --peers scipy,seismic --latency-queries 1000 > /dev/null
 run "$py" benchmarks/list_scan.py reports/foundation/chol-k200.idx --data "$data" --out reports/list-scan > /dev/null  # issue 3
 run "$py" benchmarks/sansa_vs_reference.py --data "$data" --out reports/sansa        # issue 5
-run "$py" benchmarks/sansa_scale.py --out reports/sansa-scale --save reports/sansa-scale/files   # 1M items
-run "$py" benchmarks/sansa_scale.py --items 200000 --users 400000 --heldout 5000 --before 5a95351 \
+run "$py" benchmarks/scale.py --out reports/sansa-scale --save reports/sansa-scale/files   # 1M items
+run "$py" benchmarks/scale.py --items 200000 --users 400000 --heldout 5000 --before 5a95351 \
     --out reports/sansa-scale/200k                                                  # before/after, 200k items
 run "$venv/bin/sparseidx" bench reports/sansa-scale/files/index.idx --train reports/sansa-scale/files/heldout-train.txt \
     --test reports/sansa-scale/files/heldout-test.txt --out reports/bench-1m --peers scipy --sweep quick \

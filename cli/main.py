@@ -29,7 +29,7 @@ class _Group(click.Group):
             raise click.ClickException(str(exc)) from None
         except MemoryError:
             raise click.ClickException("out of memory; use a smaller input or a model whose memory grows with "
-                                       "non-zeros (--model sansa)") from None
+                                       "non-zeros (--model chol --route sparse, or --model sansa)") from None
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             raise click.ClickException(f"{where}{exc.strerror or exc}") from None

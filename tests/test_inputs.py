@@ -283,7 +283,7 @@ except MemoryBudgetError as exc:
     res = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.startswith("refused: the dense Cholesky/EASE route needs 1.4 GiB (1.5 x a dense 16,000 x")
-    assert "GiB of memory is available" in res.stdout and "use --model sansa" in res.stdout
+    assert "GiB of memory is available" in res.stdout and "use --route sparse" in res.stdout
 
 
 def test_cholesky_budgets_one_and_a_half_buffers():

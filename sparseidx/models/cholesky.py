@@ -4,7 +4,9 @@ P = (X^T X + l2 I)^-1 over items put in a chosen order; E = V = L with rows prun
 to k non-zeros, priors = 1 / diag(P). For items outside the history the scores
 equal dense EASE's (beta only changes the diagonal). The dense route keeps one
 N x N buffer (float32, or the paper's float64 with ``dtype="float64"``) and works in
-place with LAPACK (potrf / potri / potrf).
+place with LAPACK (potrf / potri / potrf). The sparse route (``_sparse_cholesky``)
+factors SANSA's sparse approximate inverse instead, in memory that grows with
+non-zeros; ``route="auto"`` takes the dense one when its buffers fit the budget.
 """
 
 from __future__ import annotations
@@ -21,12 +23,42 @@ from ..progress import log, stage
 from . import _dense_kernels as kern
 from ._lapack import cholesky_lower, inverse_from_cholesky_lower
 from ._memory import check_dense
+from ._sparse_cholesky import incomplete_cholesky, lower_rows
 from .base import MEMORY_LIMIT, Model, fit_function, l2_param
-from .params import AT_LEAST_1, OneOf, Param, Range
+from .params import AT_LEAST_1, POSITIVE, OneOf, Param, ParamError, Range
+from .sansa import FACTORIZERS, Sansa, approximate_inverse
 
 ORDERS = ("popularity", "cooccurrence", "none")
 DTYPES = ("float32", "float64")
+ROUTES = ("auto", "dense", "sparse")
 MAX_BETA = 1e6
+DEFAULT_BUDGET_GIB = 8.0
+
+
+def dense_bytes(n: int, dtype: str = "float32") -> int:
+    """Peak bytes of the dense route on n items: the N x N buffer plus G and its copies (see ``_check_memory``)."""
+    return int(n * n * 4 * _dense_buffers(dtype))
+
+
+def _dense_buffers(dtype: str) -> float:
+    # the N x N buffer plus G (8 B per non-zero) and scatter_gram's int64 / float32 copies (12 B): 1.5 float32
+    # buffers when about 10% of G is non-zero, more for denser Gram matrices; float64 doubles the buffer
+    return 1.5 if dtype == "float32" else 2.5
+
+
+def choose_route(n: int, route: str, budget_gib: float, dtype: str = "float32") -> tuple[str, str]:
+    """(route, why): the user's choice, or for 'auto' the dense route when its buffers fit ``budget_gib``.
+
+    The decision depends on the catalogue's size and the budget only, never on the machine.
+    """
+    if route != "auto":
+        return route, "chosen by the user"
+    need = dense_bytes(n, dtype) / 2**30
+    if need > budget_gib:
+        return "sparse", (f"the dense route's {n:,} x {n:,} buffers would take {need:.1f} GiB, over the memory "
+                          f"budget of {budget_gib:g} GiB (--memory-budget-gib)")
+    return "dense", (f"the dense route's {n:,} x {n:,} buffers take {need:.1f} GiB, within the memory budget of "
+                     f"{budget_gib:g} GiB (--memory-budget-gib)")
 
 
 def item_order(X: sp.spmatrix, order: str) -> np.ndarray:
@@ -61,9 +93,7 @@ def _gram(X: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def _check_memory(n: int, memory_limit: int | None, dtype: str = "float32") -> None:
-    # peak: the N x N buffer plus G (8 B per non-zero) and scatter_gram's int64 / float32 copies (12 B):
-    # 1.5 float32 buffers when about 10% of G is non-zero, more for denser Gram matrices; float64 doubles the buffer
-    check_dense(n, "the dense Cholesky/EASE route", "--model sansa", n_buffers=1.5 if dtype == "float32" else 2.5,
+    check_dense(n, "the dense Cholesky/EASE route", "--route sparse", n_buffers=_dense_buffers(dtype),
                 limit=memory_limit)
 
 
@@ -109,21 +139,73 @@ class Cholesky(Model):
         Param("dtype", str, "float32", "floating-point type of the dense inversion and factorization: float32 "
               "(half the memory) or float64 (the paper's); the embeddings are stored in float32 either way",
               OneOf(DTYPES)),
+        Param("route", str, "auto", "dense: invert the N x N matrix (exact, memory N^2); sparse: factor SANSA's "
+              "sparse approximate inverse (memory grows with non-zeros); auto: dense when its buffers fit "
+              "memory_budget_gib", OneOf(ROUTES)),
+        Param("memory_budget_gib", float, DEFAULT_BUDGET_GIB, "GiB the exact parts may take: the dense route's "
+              "buffers for route 'auto', the exact CHOLMOD factor for the sparse route's factorizer 'auto'; a "
+              "fixed figure, not the machine's free memory", POSITIVE),
+        Param("inverse_nnz_per_item", int, 200, "sparse route: non-zeros per item of the approximate inverse "
+              "(SANSA's nnz_per_item)", AT_LEAST_1),
+        Param("factorizer", str, "auto", "sparse route: SANSA's factor of X^T X + l2 I, exact CHOLMOD or "
+              "incomplete ('auto': cholmod when it fits memory_budget_gib)", OneOf(FACTORIZERS)),
+        Param("candidates", int, None, "sparse route: entries of each row of the approximate inverse the "
+              "factorization uses (default: k; all when k is None)", AT_LEAST_1, also=(None,)),
         MEMORY_LIMIT,
     )
 
+    def _check_together(self) -> None:
+        if self.route == "sparse" and self.order == "cooccurrence":
+            raise ParamError("order", "order 'cooccurrence' needs the Gram matrix, which the sparse route never "
+                                      "forms: use order 'popularity' (--order popularity) or route dense")
+
     def _fit(self, X, item_ids) -> Factors:
         t0 = time.perf_counter()
+        route, why = choose_route(X.shape[1], self.route, self.memory_budget_gib, self.dtype)
+        log.info("Cholesky route: %s (%s)", route, why)
+        if route == "sparse" and self.order == "cooccurrence":
+            raise SparseIdxError(f"{why}, and the sparse route cannot use order 'cooccurrence': use --order "
+                                 "popularity, or --route dense with a larger --memory-budget-gib")
         perm = item_order(X, self.order)
+        if route == "sparse":
+            return self._sparse(X, perm, item_ids, {"route": route, "route_reason": why}, t0)
         buf, diag = gram_inverse(X[:, perm], self.l2, self.memory_limit, self.dtype)
-        return self._factor(buf, diag, perm, popularity(X), item_ids, t0)
+        return self._factor(buf, diag, perm, popularity(X), item_ids, t0, {"route": route, "route_reason": why})
+
+    def _sparse(self, X, perm, item_ids, route: dict, t0) -> Factors:
+        """The sparse route: SANSA's approximate inverse, then an incomplete factor of beta D_P~ - P~."""
+        inverse = Sansa(l2=self.l2, factorizer=self.factorizer, memory_budget_gib=self.memory_budget_gib,
+                        nnz_per_item=min(self.inverse_nnz_per_item, X.shape[1]))
+        W, D, inverse_params = approximate_inverse(sp.csr_matrix(X, dtype=np.float64), inverse)
+        candidates = self.k if self.candidates is None else self.candidates
+        with stage(f"rows of the approximate inverse, {candidates or 'all'} entries kept per item"):
+            C, diag = lower_rows(W, D, perm, candidates)
+        del W
+        if np.any(diag <= 0):
+            raise SparseIdxError("the approximate inverse has a non-positive diagonal; raise "
+                                 "--inverse-nnz-per-item or --l2")
+        auto = self.beta == "auto"
+        beta = 2.0 if auto else float(self.beta)
+        while True:
+            with stage(f"incomplete Cholesky of beta D_P - P (beta={beta:g}, {C.nnz:,} entries of P)"):
+                L = incomplete_cholesky(C, diag, beta, self.k)
+            if not isinstance(L, int):
+                break
+            beta = self._next_beta(beta, auto, f"at row {L}")
+        inverse_params = {f"inverse_{key}": value for key, value in inverse_params.items()}
+        route = {**route, **inverse_params, "candidates": candidates,
+                 "nnz_inverse_rows": int(C.nnz)}
+        return self._factors(L, diag, perm, beta, popularity(X), item_ids, t0, route)
 
     def fit_gram(self, G, counts, item_ids=None) -> Cholesky:
         """Train from the Gram matrix G = X^T X (items x items, sparse) and users per item (``counts``).
 
         The factors equal ``fit(X)``'s; G may be summed over partitions of X
-        (``sparseidx.distributed.gram``). Item ids default to 0..n-1.
+        (``sparseidx.distributed.gram``). Item ids default to 0..n-1. Only the dense route takes a Gram matrix.
         """
+        if self.route == "sparse":
+            raise SparseIdxError("the sparse route fits from the interactions X, not from a Gram matrix: call fit(X), "
+                                 "or use route dense")
         t0 = time.perf_counter()
         G = sp.csr_matrix(G, dtype=np.float32)
         counts = np.asarray(counts, dtype=np.int64)
@@ -137,7 +219,7 @@ class Cholesky(Model):
         self.factors_ = self._factor(buf, diag, perm, counts, item_ids, t0)
         return self
 
-    def _factor(self, buf, diag, perm, counts, item_ids, t0) -> Factors:
+    def _factor(self, buf, diag, perm, counts, item_ids, t0, route: dict | None = None) -> Factors:
         """Factors from P = (X^T X + l2 I)^-1 of the permuted items (``buf``, ``diag``; see ``gram_inverse``)."""
         auto = self.beta == "auto"
         beta = 2.0 if auto else float(self.beta)
@@ -150,23 +232,34 @@ class Cholesky(Model):
                 info = cholesky_lower(buf)
             if info == 0:
                 break
-            if not auto:
-                raise SparseIdxError(f"beta D_P - P is not positive definite at beta={beta:g}; "
-                                     "use --beta auto or a larger value")
-            if beta * 1.5 > MAX_BETA:
-                raise SparseIdxError(f"beta D_P - P stayed indefinite up to beta={beta:g}; increase --l2")
-            log.info("beta=%g is too small (LAPACK info=%d), retrying with %g", beta, info, beta * 1.5)
-            beta *= 1.5
+            beta = self._next_beta(beta, auto, f"(LAPACK info={info})")
         with stage(f"pruning rows to k={self.k}"):
             L = _lower_rows_to_csr(buf, self.k)
         del buf
+        return self._factors(L, diag, perm, beta, counts, item_ids, t0,
+                             route or {"route": "dense", "route_reason": "fitted from a Gram matrix, which only the "
+                                                                        "dense route takes"})
+
+    @staticmethod
+    def _next_beta(beta: float, auto: bool, where: str) -> float:
+        """The next beta after beta D_P - P was found indefinite ``where``; raises when it may not grow."""
+        if not auto:
+            raise SparseIdxError(f"beta D_P - P is not positive definite at beta={beta:g}; "
+                                 "use --beta auto or a larger value")
+        if beta * 1.5 > MAX_BETA:
+            raise SparseIdxError(f"beta D_P - P stayed indefinite up to beta={beta:g}; increase --l2")
+        log.info("beta=%g is too small %s, retrying with %g", beta, where, beta * 1.5)
+        return beta * 1.5
+
+    def _factors(self, L, diag, perm, beta, counts, item_ids, t0, route: dict) -> Factors:
+        """Factors from L (rows in the fitted order) and diag(P): rows back to the caller's item order."""
         inv_perm = np.empty_like(perm)
         inv_perm[perm] = np.arange(len(perm))
         L = L[inv_perm]  # rows back to the caller's item order; dimensions stay in the fitted order
         priors = np.zeros(len(perm), dtype=np.float32)
         priors[perm] = np.where(diag > 0, 1.0 / np.maximum(diag, np.finfo(np.float32).tiny), 0.0)
-        params = {"l2": float(self.l2), "beta": float(beta), "beta_auto": auto, "k": self.k, "order": self.order,
-                  "dtype": self.dtype,
+        params = {"l2": float(self.l2), "beta": float(beta), "beta_auto": self.beta == "auto", "k": self.k,
+                  "order": self.order, "dtype": self.dtype, **route,
                   "fit_seconds": round(time.perf_counter() - t0, 3)}
         return Factors(encoder=L, embeddings=L, priors=priors, item_ids=item_ids, model=self.name,
                        params=params, popularity=counts)

@@ -1,8 +1,11 @@
-"""SANSA (ICF, 50 non-zeros per item) on a synthetic power-law catalogue: time and peak memory per phase.
+"""SANSA (ICF, 50 non-zeros per item) or sparse-route Cholesky embeddings on a synthetic power-law catalogue:
+time and peak memory per phase.
 
 Generates (seeded, vectorised) ``--users`` training users with about ``--per-user`` interactions
 each over ``--items`` items whose popularity follows a Zipf law, plus ``--heldout`` users of the
-same law; trains SANSA with the incomplete-Cholesky factorizer; builds the index and evaluates
+same law; trains SANSA with the incomplete-Cholesky factorizer (``--model sansa``) or Cholesky
+embeddings by the sparse route on SANSA's ICF inverse of ``--nnz-per-item`` non-zeros per item, rows
+cut to ``--k`` (``--model chol``); builds the index and evaluates
 Recall@20 / NDCG@20 on the held-out users (80% of each history folded in, 20% to find). Each
 phase the model logs (``stage``) gets its seconds and its peak RSS (sampled every 0.1 s). The
 default is the 10^6-item size: 1,000,000 items, 2,000,000 users, ~20 each.
@@ -93,6 +96,7 @@ def measure(args) -> dict:
     from sparseidx.data import Interactions
     from sparseidx.evaluate import evaluate_heldout
     from sparseidx.index import Index
+    from sparseidx.models.cholesky import fit_cholesky
     from sparseidx.models.sansa import fit_sansa
     from sparseidx.progress import enable, log
 
@@ -106,7 +110,13 @@ def measure(args) -> dict:
     gen = time.perf_counter() - t0
     rss_data = rss_gib()
     t1 = time.perf_counter()
-    f = fit_sansa(X, l2=args.l2, factorizer="icf", nnz_per_item=args.nnz_per_item)
+    if args.model == "chol":
+        f = fit_cholesky(X, l2=args.l2, k=args.k, route="sparse", factorizer="icf",
+                         inverse_nnz_per_item=args.nnz_per_item)
+        inverse = {key[len("inverse_"):]: value for key, value in f.params.items() if key.startswith("inverse_")}
+    else:
+        f = fit_sansa(X, l2=args.l2, factorizer="icf", nnz_per_item=args.nnz_per_item)
+        inverse = f.params
     fit = time.perf_counter() - t1
     fit_peak = max([r["peak_rss_gib"] for r in phases.rows] + [rss_gib()])
     n_train = int(X.nnz)
@@ -125,7 +135,8 @@ def measure(args) -> dict:
             "generate_seconds": gen, "fit_seconds": fit, "index_build_seconds": build,
             "peak_rss_gib_after_data": rss_data, "peak_rss_gib_fit": fit_peak, "phases": phases.rows,
             "nnz_encoder": int(f.encoder.nnz), "nnz_decoder": int(f.embeddings.nnz),
-            "umr_losses": f.params["umr_losses"], "icf_shift": f.params["icf_shift"],
+            "umr_losses": inverse["umr_losses"], "icf_shift": inverse["icf_shift"], "model": args.model,
+            "params": f.params,
             "heldout": {k: metrics[k] for k in ("users", "recall@20", "ndcg@20")},
             "code": subprocess.run(["git", "-C", HERE, "describe", "--always", "--dirty=+changes"],
                                    capture_output=True, text=True).stdout.strip()}
@@ -159,7 +170,9 @@ def run_before(commit: str, argv: list[str]) -> dict:
 
 def table(runs: list[dict], args) -> str:
     """The report: one row per run, then the phases of each."""
-    lines = [f"## SANSA ICF at {args.nnz_per_item} non-zeros per item on a synthetic power-law catalogue", "",
+    what = (f"Cholesky embeddings, sparse route (SANSA ICF inverse at {args.nnz_per_item} non-zeros per item, rows "
+            f"cut to k={args.k})" if args.model == "chol" else f"SANSA ICF at {args.nnz_per_item} non-zeros per item")
+    lines = [f"## {what} on a synthetic power-law catalogue", "",
              f"{args.items:,} items, {args.users:,} training users (~{args.per_user:g} items each, Zipf "
              f"{args.exponent:g}), {args.heldout:,} held-out users (80% folded in), l2={args.l2:g}.", "",
              *report.table(["code", "fit s", "peak RSS GiB (fit)", "nnz(E)", "ICF shift", "final UMR loss",
@@ -183,7 +196,9 @@ def main() -> None:
     ap.add_argument("--heldout", type=int, default=20_000, help="users kept out of training, for Recall@20")
     ap.add_argument("--per-user", type=float, default=20.0)
     ap.add_argument("--exponent", type=float, default=0.8)
-    ap.add_argument("--nnz-per-item", type=int, default=50)
+    ap.add_argument("--model", choices=("sansa", "chol"), default="sansa")
+    ap.add_argument("--nnz-per-item", type=int, default=50, help="SANSA's, or the Cholesky route's inverse's")
+    ap.add_argument("-k", "--k", type=int, default=200, help="--model chol: non-zeros kept per row")
     ap.add_argument("--l2", type=float, default=20.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save", default=None, help="write the index and the held-out histories into this directory")
