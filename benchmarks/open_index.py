@@ -1,8 +1,8 @@
-"""How long opening an index takes: the first open (every file hashed), a later open (checksums
-remembered per file version), without checksums, and `sparseidx verify`'s full check.
+"""How long opening an index takes: the first open (every file hashed and its values checked), a later
+open (both remembered per file version), without checksums, and `sparseidx verify`'s full check.
 
 Each open runs in a fresh process (nothing cached in Python); the files are in the page cache
-(read once before), so the figures are CPU, not disk. Verified checksums are remembered in a
+(read once before), so the figures are CPU, not disk. Verified files are remembered in a
 temporary cache directory of this run.
 
     python benchmarks/open_index.py INDEX [--repeat 5] [--out reports/bench-1m/open.md]
@@ -55,9 +55,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "SPARSEIDX_CACHE_DIR": cache}
         first = timed(args.index, "open", env)
-        rows = [("first open (every file hashed, then remembered)", [first])]
-        for mode, label in (("open", "later opens (checksums remembered)"),
-                            ("no-checksums", "Index.open(verify=False)"), ("verify", "sparseidx verify (full)")):
+        rows = [("first open (every file hashed and checked, then remembered)", [first])]
+        for mode, label in (("open", "later opens (checks remembered)"),
+                            ("no-checksums", "Index.open(verify=False): no hashing, every value checked"), ("verify", "sparseidx verify (full)")):
             rows.append((label, [timed(args.index, mode, env) for _ in range(args.repeat)]))
     lines = [f"Opening `{args.index}` ({size / 2**30:.2f} GiB), each in a fresh process, files in the page cache:",
              "", *report.table(["what", "median s", "runs"],

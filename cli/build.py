@@ -129,6 +129,7 @@ def build(interactions, out, model_name, embeddings, backend, faiss_index, posti
       sparseidx build --embeddings emb.npz --out imported.idx
       sparseidx build interactions/ --scheduler local:2 --out book.idx
       sparseidx build train.txt --model chol --target-recall 0.99 --out book.idx
+      sparseidx build big.txt --model chol --route sparse --inverse-nnz-per-item 100 --out big.idx
     """
     start = time.perf_counter()
     check_index_output(out, overwrite)  # every check that can run before the work runs now

@@ -9,11 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .data import iter_interactions
+from .data import apart_error, iter_interactions
 from .errors import DataError
 from .export.parquet import META_KEY, parquet_kind
 from .files import atomic_output, check_output
 from .progress import counter, log
+from .user_keys import keys, named_twice, repeated
 
 CHUNK = 4 << 20  # bytes of a lines file answered at a time (peak memory grows about 40x this)
 
@@ -29,7 +30,9 @@ def recommend_file(index, histories: str, out: str, k: int = 20, overwrite: bool
     popularity for an empty history). ``options``/``knobs`` and the filters
     ``exclude``/``allow`` (flat lists of item ids, for every user) go to the search.
     A lines file is read and answered in blocks of about ``chunk_bytes``, one row group
-    each, so memory stays bounded whatever the number of users. Returns a summary.
+    each, so memory stays bounded whatever the number of users; consecutive lines of one
+    user stay in one block. A user whose lines are apart would be answered once per place
+    from part of its history: such a file is refused. Returns a summary.
     """
     options = index.options(options, **knobs)
     check_output(out, RESULTS_FILE, overwrite)
@@ -39,6 +42,7 @@ def recommend_file(index, histories: str, out: str, k: int = 20, overwrite: bool
                        "index_build_id": index.manifest.get("build_id")})
     users = popular = dropped = 0
     postings = 0.0
+    answered = []  # a key per user of every block
     with atomic_output(out, RESULTS_FILE, overwrite) as tmp, counter(os.path.getsize(histories),
                                                                       "recommending (bytes read)") as progress:
         writer, done = None, 0
@@ -49,6 +53,7 @@ def recommend_file(index, histories: str, out: str, k: int = 20, overwrite: bool
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, table.schema)
                 writer.write_table(table)
+                answered.append(keys(part.user_ids))
                 users += part.n_users
                 popular += int(res.popular.sum())
                 dropped += getattr(part, "dropped", 0)
@@ -58,10 +63,18 @@ def recommend_file(index, histories: str, out: str, k: int = 20, overwrite: bool
         finally:
             if writer is not None:
                 writer.close()
+        twice = repeated(answered)
+        if len(twice) and (ids := named_twice(answered_users(tmp), twice)):
+            raise apart_error(histories, ids[0])
     if dropped:
         log.warning("Warning: skipped %d interactions with item ids unknown to the index", dropped)
     return {"out": out, "users": int(users), "k": int(k), "popular": int(popular),
             "postings_per_query": postings / users if users else 0.0}
+
+
+def answered_users(path: str) -> np.ndarray:
+    """The user ids of a recommendations Parquet file, in its order."""
+    return pq.read_table(path, columns=["user_id"])["user_id"].to_numpy()
 
 
 def _results(index, user_ids: np.ndarray, res) -> pa.Table:

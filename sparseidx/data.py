@@ -156,8 +156,10 @@ def iter_interactions(path: str | os.PathLike, item_ids: np.ndarray, skip_unknow
     """Interactions of a file mapped onto ``item_ids``, in parts: a lines file in blocks of whole lines of
     about ``chunk_bytes`` (memory stays bounded whatever the file's size), other formats whole.
 
-    Each part is an ``Interactions`` of the users its block names (a user named on lines of
-    two blocks has a row in each). Yields (part, bytes of the file read so far).
+    Each part is an ``Interactions`` of the users its block names. A block ends before the run of
+    consecutive lines that names its last user, so a user's lines are read together; a user named
+    on lines that are apart is refused within a block (``apart_error``), and a caller that must
+    answer each user once checks across blocks. Yields (part, bytes of the file read so far).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -172,12 +174,15 @@ def iter_interactions(path: str | os.PathLike, item_ids: np.ndarray, skip_unknow
             read += len(block)
             data = carry + block
             cut = data.rfind(b"\n") + 1 if block else len(data)
-            if block and cut == 0:  # one line longer than a block: read on
+            if block and cut:
+                cut = _start_of_last_user(data, cut)
+            if block and cut == 0:  # one line, or one user's lines, longer than a block: read on
                 carry = data
                 continue
             text, carry = data[:cut], data[cut:]
             if text.strip():
                 users, items, listed, lines = _parse_lines(path, text, first_line)
+                _refuse_apart(path, listed)
                 if kind is None:
                     kind = users.dtype.kind
                 elif users.dtype.kind != kind:
@@ -192,6 +197,34 @@ def iter_interactions(path: str | os.PathLike, item_ids: np.ndarray, skip_unknow
 
 
 _KINDS = {"i": "integers", "U": "strings"}
+
+
+def apart_error(path: str, user) -> DataError:
+    """The error for a user named on lines of ``path`` that are apart (not one run of consecutive lines)."""
+    return DataError(f"{path}: user {user} is named on lines that are apart and would be answered once per place, "
+                     "each from part of its history; put each user's history on one line, or its lines together "
+                     "(sort the file by user)")
+
+
+def _refuse_apart(path: str, listed: np.ndarray) -> None:
+    """Raise ``apart_error`` when a user of ``listed`` (the user of each line, in order) has two runs of lines."""
+    runs = listed[np.r_[True, listed[1:] != listed[:-1]]]
+    values, counts = np.unique(runs, return_counts=True)
+    if (counts > 1).any():
+        raise apart_error(path, values[counts > 1][0])
+
+
+def _start_of_last_user(data: bytes, cut: int) -> int:
+    """Where, in the whole lines ``data[:cut]``, the run of consecutive lines naming the last line's user
+    starts (0 when that run is all of them)."""
+    start = data.rfind(b"\n", 0, cut - 1) + 1
+    user = data[start:cut].split(None, 1)[:1]
+    while start > 0 and user:
+        previous = data.rfind(b"\n", 0, start - 1) + 1
+        if data[previous:start].split(None, 1)[:1] != user:
+            break
+        start = previous
+    return start
 
 
 def _parse_lines(path: str, data: bytes, first_line: int = 0):

@@ -2,9 +2,11 @@
 
 Two passes over the partitions (see ``partitions``), both on the workers: the item ids
 of each partition, united by a tree reduction into the id space every partition then
-maps onto (sorted, as a single-machine read orders them); then each partition's
-X_p^T X_p (float64) and users per item, summed by a tree reduction. Only the result,
-items x items sparse, comes back to the caller: ``Cholesky(...).fit_gram`` trains on it.
+maps onto (sorted, as a single-machine read orders them), and a key per user
+(``user_keys``) that the caller checks: a user in two partitions is refused, as X^T X
+sums per user; then each partition's X_p^T X_p (float64) and users per item, summed by
+a tree reduction. Only the result, items x items sparse, comes back to the caller:
+``Cholesky(...).fit_gram`` trains on it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import scipy.sparse as sp
 from ..data import load_interactions, popularity
 from ..errors import DataError
 from ..progress import counter, log, stage
+from ..user_keys import keys, named_twice, repeated
 from .cluster import connect, outcome
 from .partitions import list_partitions
 
@@ -46,8 +49,13 @@ def gram(interactions, scheduler="local:2", split_every: int = SPLIT_EVERY) -> G
         raise DataError(f"split_every must be an integer >= 2, got {split_every!r}")
     parts = list_partitions(interactions)
     with connect(scheduler) as client:
-        with stage(f"item ids of {len(parts):,} partition(s)"):
-            items = _reduce(client, parts, client.map(_items, parts, pure=False), _union, split_every)
+        with stage(f"item and user ids of {len(parts):,} partition(s)"):
+            ids = client.map(_ids, parts, pure=False)
+            user_keys = client.map(operator.itemgetter(1), ids, pure=False)
+            items = _reduce(client, parts, client.map(operator.itemgetter(0), ids, pure=False), _union,
+                            split_every)
+            del ids
+            _check_apart(parts, client.gather(user_keys))
         log.info("%s items", f"{len(items):,}")
         shared = client.scatter(items, broadcast=True)
         with stage(f"Gram matrix of {len(parts):,} partition(s) on {len(client.nthreads())} worker(s)"):
@@ -76,9 +84,23 @@ def _reduce(client, parts, futures, combine, split_every):
     return outcome(root, f"the reduction of {len(parts)} partition(s)")
 
 
-def _items(path: str) -> np.ndarray:
-    """Worker side: the distinct item ids of one partition, sorted."""
-    return load_interactions(path).item_ids
+def _ids(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Worker side: the distinct item ids of one partition, sorted, and the sorted keys of its users."""
+    inter = load_interactions(path)
+    return inter.item_ids, np.sort(keys(inter.user_ids))
+
+
+def _check_apart(parts: list[str], part_keys: list[np.ndarray]) -> None:
+    """Refuse a dataset in which a user has interactions in two partitions."""
+    twice = repeated(part_keys)
+    if not len(twice):
+        return
+    holders = [part for part, k in zip(parts, part_keys) if np.isin(twice, k).any()]
+    users = named_twice(np.concatenate([np.unique(load_interactions(p).user_ids) for p in holders]), twice)
+    if users:
+        where = [p for p in holders if np.isin(keys(np.asarray(users[:1])), part_keys[parts.index(p)]).any()]
+        raise DataError(f"user {users[0]} has interactions in partitions {where[0]} and {where[1]}: X^T X sums "
+                        "each user's items together, so put each user's interactions in one partition")
 
 
 def _union(*ids: np.ndarray) -> np.ndarray:
