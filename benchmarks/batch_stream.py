@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,12 +19,11 @@ import time
 import numpy as np
 
 import report  # benchmarks/, this script's directory
+from peak import run_measured
 
 from sparseidx.index import Index
 
 BLOCK = 200_000  # users written at a time
-_PEAK_OF = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
 
 
 def write_users(index, n_users: int, path: str, seed: int = 0) -> None:
@@ -62,13 +60,10 @@ def main() -> None:
             cmd = [os.path.join(os.path.dirname(sys.executable), "sparseidx"), "-q", "query", args.index,
                    "--users", users, "--out", out, "-k", args.k, "--prune", args.prune, "--json"]
             t0 = time.perf_counter()
-            # a wrapper process per run, so that the peak read is that run's alone
-            res = subprocess.run([sys.executable, "-c", _PEAK_OF, *cmd], check=True, capture_output=True, text=True)
+            output, peak = run_measured(cmd)
             seconds = time.perf_counter() - t0
-            *output, peak = res.stdout.strip().splitlines()
-            peak = int(peak) / 1024
             rows.append({"users": n, "file_mb": os.path.getsize(users) / 2**20, "seconds": seconds,
-                         "users_per_s": n / seconds, "peak_rss_mib": peak, "summary": json.loads("\n".join(output))})
+                         "users_per_s": n / seconds, "peak_rss_mib": peak, "summary": json.loads(output)})
             print(f"{n:,} users: {seconds:.1f} s, {n / seconds:,.0f} users/s, peak {peak:,.0f} MiB", file=sys.stderr)
             os.remove(users)
             os.remove(out)

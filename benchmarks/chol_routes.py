@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
 import report  # benchmarks/, this script's directory
 from arguments import amazon_book_parser
+from peak import run_measured
 
-_PEAK_OF = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)")
 K = "200"
 MODELS = (
     ("Cholesky, dense route", ["--model", "chol", "--route", "dense", "--k", K]),
@@ -34,13 +32,11 @@ MODELS = (
 )
 
 
-def sparseidx(*args: str, peak: bool = False) -> tuple[dict, float]:
-    """(JSON output, peak RSS GiB of the command when ``peak``) of one ``sparseidx`` command."""
-    cmd = [os.path.join(os.path.dirname(sys.executable), "sparseidx"), "-q", *args, "--json"]
-    res = subprocess.run([sys.executable, "-c", _PEAK_OF, *cmd] if peak else cmd, check=True, capture_output=True,
-                         text=True)
-    rss = int(res.stderr.strip().splitlines()[-1]) / 2**20 if peak else 0.0
-    return json.loads(res.stdout), rss
+def sparseidx(*args: str) -> tuple[dict, float]:
+    """(JSON output, peak RSS GiB) of one ``sparseidx`` command."""
+    output, peak_mib = run_measured([os.path.join(os.path.dirname(sys.executable), "sparseidx"), "-q", *args,
+                                     "--json"])
+    return json.loads(output), peak_mib / 1024
 
 
 def main() -> None:
@@ -53,7 +49,7 @@ def main() -> None:
             l2 = str(args.l2) if "chol" in options else "20"  # SANSA at its own default
             out = os.path.join(tmp, f"{len(rows)}.idx")
             t0 = time.perf_counter()
-            built, rss = sparseidx("build", train, *options, "--l2", l2, "--out", out, peak=True)
+            built, rss = sparseidx("build", train, *options, "--l2", l2, "--out", out)
             seconds = time.perf_counter() - t0
             metrics, _ = sparseidx("evaluate", out, "--train", train, "--test", test)
             info, _ = sparseidx("info", out)

@@ -57,7 +57,8 @@ def main() -> None:
         first = timed(args.index, "open", env)
         rows = [("first open (every file hashed and checked, then remembered)", [first])]
         for mode, label in (("open", "later opens (checks remembered)"),
-                            ("no-checksums", "Index.open(verify=False): no hashing, every value checked"), ("verify", "sparseidx verify (full)")):
+                            ("no-checksums", "Index.open(verify=False): no hashing, every value checked"),
+                            ("verify", "sparseidx verify (full)")):
             rows.append((label, [timed(args.index, mode, env) for _ in range(args.repeat)]))
     lines = [f"Opening `{args.index}` ({size / 2**30:.2f} GiB), each in a fresh process, files in the page cache:",
              "", *report.table(["what", "median s", "runs"],

@@ -46,6 +46,21 @@ def repeated(parts: list[np.ndarray]) -> np.ndarray:
     return np.unique(every[1:][every[1:] == every[:-1]])
 
 
+def split_user(part_keys: list[np.ndarray], ids_of) -> tuple[object, list[int]] | None:
+    """(user id, indices of the parts holding it) of the first user found in two of the parts whose keys are
+    ``part_keys``, the ids behind a repeated key compared exactly (``ids_of(i)``: part i's user ids, each once);
+    None when every user is in one part."""
+    twice = repeated(part_keys)
+    if not len(twice):
+        return None
+    holders = [i for i, k in enumerate(part_keys) if np.isin(twice, k).any()]
+    users = named_twice(np.concatenate([ids_of(i) for i in holders]), twice)
+    if not users:
+        return None
+    first = keys(np.asarray(users[:1]))
+    return users[0], [i for i in holders if np.isin(first, part_keys[i]).any()]
+
+
 def named_twice(user_ids, candidates: np.ndarray) -> list:
     """The user ids among ``user_ids`` that occur more than once and whose key is in ``candidates``."""
     ids = np.asarray(user_ids)

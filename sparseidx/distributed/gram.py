@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from ..data import load_interactions, popularity
 from ..errors import DataError
 from ..progress import counter, log, stage
-from ..user_keys import keys, named_twice, repeated
+from ..user_keys import keys, split_user
 from .cluster import connect, outcome
 from .partitions import list_partitions
 
@@ -85,22 +85,18 @@ def _reduce(client, parts, futures, combine, split_every):
 
 
 def _ids(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Worker side: the distinct item ids of one partition, sorted, and the sorted keys of its users."""
+    """Worker side: the distinct item ids of one partition, sorted, and the keys of its users."""
     inter = load_interactions(path)
-    return inter.item_ids, np.sort(keys(inter.user_ids))
+    return inter.item_ids, keys(inter.user_ids)
 
 
 def _check_apart(parts: list[str], part_keys: list[np.ndarray]) -> None:
     """Refuse a dataset in which a user has interactions in two partitions."""
-    twice = repeated(part_keys)
-    if not len(twice):
-        return
-    holders = [part for part, k in zip(parts, part_keys) if np.isin(twice, k).any()]
-    users = named_twice(np.concatenate([np.unique(load_interactions(p).user_ids) for p in holders]), twice)
-    if users:
-        where = [p for p in holders if np.isin(keys(np.asarray(users[:1])), part_keys[parts.index(p)]).any()]
-        raise DataError(f"user {users[0]} has interactions in partitions {where[0]} and {where[1]}: X^T X sums "
-                        "each user's items together, so put each user's interactions in one partition")
+    found = split_user(part_keys, lambda i: load_interactions(parts[i]).user_ids)
+    if found:
+        user, where = found
+        raise DataError(f"user {user} has interactions in partitions {parts[where[0]]} and {parts[where[1]]}: X^T X "
+                        "sums each user's items together, so put each user's interactions in one partition")
 
 
 def _union(*ids: np.ndarray) -> np.ndarray:

@@ -25,9 +25,9 @@ from ..batch import answered_users, recommend_file
 from ..errors import DataError, SparseIdxError
 from ..files import OutputKind, atomic_output, check_output
 from ..progress import counter, log
+from ..user_keys import keys, split_user
 from .cluster import connect, outcome, workers
 from .indexes import is_url, open_index
-from ..user_keys import keys, named_twice, repeated
 from .partitions import list_partitions
 
 KIND = "recommendations"
@@ -151,22 +151,18 @@ def _answer(location, build_id, part, part_out, k, opts, skip_unknown, filters) 
     result = recommend_file(idx, part, part_out, k, overwrite=True, skip_unknown=skip_unknown, options=opts,
                             **filters)
     return {"partition": part, "file": os.path.basename(part_out), "users": result["users"],
-            "keys": np.unique(keys(answered_users(part_out))),
+            "keys": keys(answered_users(part_out)),
             "popular": result["popular"], "postings": result["postings_per_query"] * result["users"],
             "seconds": round(time.perf_counter() - started, 3)}
 
 
 def _check_once(results: list[dict], tmp: str) -> None:
     """Refuse the job when a user was answered in two partitions (each from part of its history)."""
-    twice = repeated([r["keys"] for r in results])
-    if not len(twice):
-        return
-    holders = [r for r in results if np.isin(twice, r["keys"]).any()]
-    ids = np.concatenate([answered_users(os.path.join(tmp, r["file"])) for r in holders])
-    users = named_twice(ids, twice)
-    if users:
-        where = sorted(r["partition"] for r in holders if np.isin(keys(np.asarray(users[:1])), r["keys"]).any())
-        raise DataError(f"user {users[0]} is in partitions {where[0]} and {where[1]} and would be answered in each "
+    found = split_user([r["keys"] for r in results], lambda i: answered_users(os.path.join(tmp, results[i]["file"])))
+    if found:
+        user, where = found
+        first, second = sorted(results[i]["partition"] for i in where)[:2]
+        raise DataError(f"user {user} is in partitions {first} and {second} and would be answered in each "
                         "from part of its history; put each user's whole history in one partition")
 
 

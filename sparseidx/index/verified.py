@@ -26,7 +26,7 @@ MAX_ENTRIES = 4096  # files remembered; the oldest are forgotten first
 
 
 def enabled() -> bool:
-    """Whether verified checksums are remembered (``SPARSEIDX_REMEMBER_VERIFIED`` is not ``0``)."""
+    """Whether checked files are remembered (``SPARSEIDX_REMEMBER_VERIFIED`` is not ``0``)."""
     return os.environ.get("SPARSEIDX_REMEMBER_VERIFIED", "1") != "0"
 
 

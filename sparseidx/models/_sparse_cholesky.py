@@ -1,6 +1,6 @@
 """The sparse route to Cholesky embeddings: no N x N matrix, memory that grows with non-zeros.
 
-1. SANSA's sparse approximate inverse P~ = W^T D^-1 W of X^T X + l2 I (``sansa.approximate_inverse``).
+1. SANSA's sparse approximate inverse P~ = W^T D^-1 W of X^T X + l2 I (``Sansa.approximate_inverse``).
 2. For every item i (items most popular first), the entries P~[i, c] with more popular items c,
    kept to the ``candidates`` largest in magnitude (``lower_rows``), and the diagonal of P~.
 3. An incomplete Cholesky factor of beta D_P~ - P~ row by row (``incomplete_cholesky``): row i
@@ -27,7 +27,8 @@ def lower_rows(W: sp.csr_matrix, D: np.ndarray, perm: np.ndarray, candidates: in
     """(C, diag): the strict lower triangle of P~ = W^T D^-1 W with items in ``perm``'s order, each row kept to
     its ``candidates`` largest-|value| entries (None: all), as CSR with sorted columns; and diag(P~) in that order.
 
-    ``W`` is factor rows x items. Memory: W twice and the kept entries, never a row of P~ per item.
+    ``W`` is factor rows x items. Memory: the caller's W, two copies (by rows and by columns, items rarest
+    first) and the kept entries; never a row of P~ per item.
     """
     n = W.shape[1]
     rarest_first = np.ascontiguousarray(perm[::-1])

@@ -26,7 +26,7 @@ from ._memory import check_dense
 from ._sparse_cholesky import incomplete_cholesky, lower_rows
 from .base import MEMORY_LIMIT, Model, fit_function, l2_param
 from .params import AT_LEAST_1, POSITIVE, OneOf, Param, ParamError, Range
-from .sansa import FACTORIZERS, Sansa, approximate_inverse
+from .sansa import FACTORIZERS, Sansa
 
 ORDERS = ("popularity", "cooccurrence", "none")
 DTYPES = ("float32", "float64")
@@ -176,7 +176,7 @@ class Cholesky(Model):
         """The sparse route: SANSA's approximate inverse, then an incomplete factor of beta D_P~ - P~."""
         inverse = Sansa(l2=self.l2, factorizer=self.factorizer, memory_budget_gib=self.memory_budget_gib,
                         nnz_per_item=min(self.inverse_nnz_per_item, X.shape[1]))
-        W, D, inverse_params = approximate_inverse(sp.csr_matrix(X, dtype=np.float64), inverse)
+        W, D, inverse_params = inverse.approximate_inverse(sp.csr_matrix(X, dtype=np.float64))
         candidates = self.k if self.candidates is None else self.candidates
         with stage(f"rows of the approximate inverse, {candidates or 'all'} entries kept per item"):
             C, diag = lower_rows(W, D, perm, candidates)
@@ -184,14 +184,13 @@ class Cholesky(Model):
         if np.any(diag <= 0):
             raise SparseIdxError("the approximate inverse has a non-positive diagonal; raise "
                                  "--inverse-nnz-per-item or --l2")
-        auto = self.beta == "auto"
-        beta = 2.0 if auto else float(self.beta)
-        while True:
+
+        def attempt(beta):
             with stage(f"incomplete Cholesky of beta D_P - P (beta={beta:g}, {C.nnz:,} entries of P)"):
                 L = incomplete_cholesky(C, diag, beta, self.k)
-            if not isinstance(L, int):
-                break
-            beta = self._next_beta(beta, auto, f"at row {L}")
+            return (None, f"at row {L}") if isinstance(L, int) else (L, "")
+
+        L, beta = self._first_definite(attempt)
         inverse_params = {f"inverse_{key}": value for key, value in inverse_params.items()}
         route = {**route, **inverse_params, "candidates": candidates,
                  "nnz_inverse_rows": int(C.nnz)}
@@ -216,40 +215,44 @@ class Cholesky(Model):
                             f"got {counts.shape[0] if counts.ndim else 0} and {len(item_ids)}")
         perm = gram_order(G, counts, self.order, n)
         buf, diag = invert_gram(G[perm][:, perm], self.l2, self.memory_limit, self.dtype)
-        self.factors_ = self._factor(buf, diag, perm, counts, item_ids, t0)
+        self.factors_ = self._factor(buf, diag, perm, counts, item_ids, t0, {
+            "route": "dense", "route_reason": "fitted from a Gram matrix, which only the dense route takes"})
         return self
 
-    def _factor(self, buf, diag, perm, counts, item_ids, t0, route: dict | None = None) -> Factors:
+    def _factor(self, buf, diag, perm, counts, item_ids, t0, route: dict) -> Factors:
         """Factors from P = (X^T X + l2 I)^-1 of the permuted items (``buf``, ``diag``; see ``gram_inverse``)."""
-        auto = self.beta == "auto"
-        beta = 2.0 if auto else float(self.beta)
         one = buf.dtype.type(1.0)
         kern.mirror_lower(buf, one)  # keep P in the upper triangle to retry with a larger beta
-        while True:
+
+        def attempt(beta):
             kern.mirror_lower(buf.T, -one)  # the lower triangle: beta D_P - P
             np.fill_diagonal(buf, (beta - 1.0) * diag)
             with stage(f"Cholesky of beta D_P - P (beta={beta:g})"):
                 info = cholesky_lower(buf)
-            if info == 0:
-                break
-            beta = self._next_beta(beta, auto, f"(LAPACK info={info})")
+            return (buf if info == 0 else None), f"(LAPACK info={info})"
+
+        _, beta = self._first_definite(attempt)
         with stage(f"pruning rows to k={self.k}"):
             L = _lower_rows_to_csr(buf, self.k)
-        del buf
-        return self._factors(L, diag, perm, beta, counts, item_ids, t0,
-                             route or {"route": "dense", "route_reason": "fitted from a Gram matrix, which only the "
-                                                                        "dense route takes"})
+        return self._factors(L, diag, perm, beta, counts, item_ids, t0, route)
 
-    @staticmethod
-    def _next_beta(beta: float, auto: bool, where: str) -> float:
-        """The next beta after beta D_P - P was found indefinite ``where``; raises when it may not grow."""
-        if not auto:
-            raise SparseIdxError(f"beta D_P - P is not positive definite at beta={beta:g}; "
-                                 "use --beta auto or a larger value")
-        if beta * 1.5 > MAX_BETA:
-            raise SparseIdxError(f"beta D_P - P stayed indefinite up to beta={beta:g}; increase --l2")
-        log.info("beta=%g is too small %s, retrying with %g", beta, where, beta * 1.5)
-        return beta * 1.5
+    def _first_definite(self, attempt):
+        """(result, beta) of the first ``attempt(beta)`` that factors beta D_P - P: at the given beta, or for
+        'auto' from 2 up by 1.5x. ``attempt`` returns (result, where), result None when the factorization
+        broke down (``where`` says where). Raises when beta may not grow."""
+        auto = self.beta == "auto"
+        beta = 2.0 if auto else float(self.beta)
+        while True:
+            result, where = attempt(beta)
+            if result is not None:
+                return result, beta
+            if not auto:
+                raise SparseIdxError(f"beta D_P - P is not positive definite at beta={beta:g}; "
+                                     "use --beta auto or a larger value")
+            if beta * 1.5 > MAX_BETA:
+                raise SparseIdxError(f"beta D_P - P stayed indefinite up to beta={beta:g}; increase --l2")
+            log.info("beta=%g is too small %s, retrying with %g", beta, where, beta * 1.5)
+            beta *= 1.5
 
     def _factors(self, L, diag, perm, beta, counts, item_ids, t0, route: dict) -> Factors:
         """Factors from L (rows in the fitted order) and diag(P): rows back to the caller's item order."""

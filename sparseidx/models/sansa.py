@@ -163,7 +163,7 @@ class Sansa(Model):
         n = X.shape[1]
         t0 = time.perf_counter()
         X = sp.csr_matrix(X, dtype=np.float64)
-        W, D, params = approximate_inverse(X, self)
+        W, D, params = self.approximate_inverse(X)
         Wd = sp.csr_matrix(sp.diags(1.0 / D) @ W)
         diag = np.asarray(W.multiply(Wd).sum(axis=0)).ravel()
         if np.any(diag <= 0):
@@ -174,40 +174,36 @@ class Sansa(Model):
         return Factors(encoder=E, embeddings=V, priors=np.ones(n, dtype=np.float32), item_ids=item_ids,
                        model=self.name, params=params, popularity=popularity(X))
 
-
-def approximate_inverse(X: sp.csr_matrix, settings) -> tuple[sp.csr_matrix, np.ndarray, dict]:
-    """(W, D, params): SANSA's sparse approximate inverse (X^T X + l2 I)^-1 ~ W^T D^-1 W in the item order of X.
-
-    ``settings`` carries SANSA's parameters (``l2``, ``factorizer``, ``memory_budget_gib``, ``density`` or
-    ``nnz_per_item``, ``scans``, ``finetune_steps``, ``finetune_width``); ``params`` records what was done.
-    """
-    l2, scans, finetune_steps = settings.l2, settings.scans, settings.finetune_steps
-    n = X.shape[1]
-    density = settings.density
-    if density is None:
-        density = DEFAULT_DENSITY if settings.nnz_per_item is None else settings.nnz_per_item / n
-    max_nnz = max(int(round(density * n * n)), 2 * n)  # at least the diagonal and one entry per column
-    chosen, why = choose_factorizer(X, settings.factorizer, settings.memory_budget_gib)
-    log.info("SANSA factorizer: %s (%s)", chosen, why)
-    shift, ordering = 0.0, "colamd"
-    with stage(f"{chosen} factor of X^T X + {l2:g} I ({n:,} items, target {max_nnz:,} non-zeros)"):
-        if chosen == "cholmod":
-            L, p = cholmod_factor(X, l2, max_nnz)
-        else:
-            L, p, shift, ordering = icf_factor(X, l2, max_nnz)
-    d = L.diagonal()
-    L_unit = sp.csc_matrix(L @ sp.diags(1.0 / d))  # L D L^T with D = diag(d)^2
-    width = finetune_width(settings.finetune_width, n, L.nnz)
-    with stage(f"UMR inverse ({scans} scan(s), {finetune_steps} finetune step(s) of {width:,} columns)"):
-        K, losses = umr_inverse(L_unit, max_nnz, scans=scans, finetune_steps=finetune_steps, finetune_width=width)
-    W = sp.csr_matrix(K)[:, np.argsort(p)]  # A^-1 ~ W^T D^-1 W in the original item order
-    params = {"l2": float(l2), "factorizer": chosen, "factorizer_reason": why,
-              "memory_budget_gib": float(settings.memory_budget_gib), "density": float(density),
-              "target_nnz": int(max_nnz), "nnz_factor": int(L.nnz), "nnz_inverse": int(K.nnz),
-              "ordering": ordering, "icf_shift": float(shift), "scans": int(scans),
-              "finetune_steps": int(finetune_steps), "finetune_width": settings.finetune_width,
-              "finetune_columns": int(width), "umr_losses": [float(x) for x in losses]}
-    return W, d ** 2, params
+    def approximate_inverse(self, X: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray, dict]:
+        """(W, D, params): the sparse approximate inverse (X^T X + l2 I)^-1 ~ W^T D^-1 W in the item order of X
+        (float64 CSR), of this model's parameters; ``params`` records what was done."""
+        l2, scans, finetune_steps = self.l2, self.scans, self.finetune_steps
+        n = X.shape[1]
+        density = self.density
+        if density is None:
+            density = DEFAULT_DENSITY if self.nnz_per_item is None else self.nnz_per_item / n
+        max_nnz = max(int(round(density * n * n)), 2 * n)  # at least the diagonal and one entry per column
+        chosen, why = choose_factorizer(X, self.factorizer, self.memory_budget_gib)
+        log.info("SANSA factorizer: %s (%s)", chosen, why)
+        shift, ordering = 0.0, "colamd"
+        with stage(f"{chosen} factor of X^T X + {l2:g} I ({n:,} items, target {max_nnz:,} non-zeros)"):
+            if chosen == "cholmod":
+                L, p = cholmod_factor(X, l2, max_nnz)
+            else:
+                L, p, shift, ordering = icf_factor(X, l2, max_nnz)
+        d = L.diagonal()
+        L_unit = sp.csc_matrix(L @ sp.diags(1.0 / d))  # L D L^T with D = diag(d)^2
+        width = finetune_width(self.finetune_width, n, L.nnz)
+        with stage(f"UMR inverse ({scans} scan(s), {finetune_steps} finetune step(s) of {width:,} columns)"):
+            K, losses = umr_inverse(L_unit, max_nnz, scans=scans, finetune_steps=finetune_steps, finetune_width=width)
+        W = sp.csr_matrix(K)[:, np.argsort(p)]  # A^-1 ~ W^T D^-1 W in the original item order
+        params = {"l2": float(l2), "factorizer": chosen, "factorizer_reason": why,
+                  "memory_budget_gib": float(self.memory_budget_gib), "density": float(density),
+                  "target_nnz": int(max_nnz), "nnz_factor": int(L.nnz), "nnz_inverse": int(K.nnz),
+                  "ordering": ordering, "icf_shift": float(shift), "scans": int(scans),
+                  "finetune_steps": int(finetune_steps), "finetune_width": self.finetune_width,
+                  "finetune_columns": int(width), "umr_losses": [float(x) for x in losses]}
+        return W, d ** 2, params
 
 
 fit_sansa = fit_function(Sansa, "fit_sansa")
