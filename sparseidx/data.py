@@ -201,9 +201,9 @@ _KINDS = {"i": "integers", "U": "strings"}
 
 def apart_error(path: str, user) -> DataError:
     """The error for a user named on lines of ``path`` that are apart (not one run of consecutive lines)."""
-    return DataError(f"{path}: user {user} is named on lines that are apart and would be answered once per place, "
-                     "each from part of its history; put each user's history on one line, or its lines together "
-                     "(sort the file by user)")
+    return DataError(f"{path}: user {show_token(user)} is named on lines that are apart and would be answered "
+                     "once per place, each from part of its history; put each user's history on one line, or its "
+                     "lines together (sort the file by user)")
 
 
 def _refuse_apart(path: str, listed: np.ndarray) -> None:
@@ -262,7 +262,7 @@ def _string_tokens(path: str, tokens: np.ndarray, ok: np.ndarray, line_of_token:
     """
     if _INTEGER.fullmatch(tokens[0]):
         bad = int(np.flatnonzero(~ok)[0])
-        where, shown = f"{path}:{line_of_token[bad] + 1}", _show_token(tokens[bad])
+        where, shown = f"{path}:{line_of_token[bad] + 1}", show_token(tokens[bad])
         if _INTEGER.fullmatch(tokens[bad]):
             raise DataError(f"{where}: id {shown} is beyond the 64-bit integer range (-2^63 .. 2^63-1); "
                             "write such ids as strings, e.g. with a letter prefix")
@@ -272,7 +272,7 @@ def _string_tokens(path: str, tokens: np.ndarray, ok: np.ndarray, line_of_token:
         return np.char.decode(tokens, "utf-8")
     except UnicodeDecodeError:
         bad = next(i for i, t in enumerate(tokens) if not _decodes(t))
-        raise DataError(f"{path}:{line_of_token[bad] + 1}: id {_show_token(tokens[bad])} is not valid UTF-8; "
+        raise DataError(f"{path}:{line_of_token[bad] + 1}: id {show_token(tokens[bad])} is not valid UTF-8; "
                         "save the file as UTF-8 text") from None
 
 
@@ -284,7 +284,7 @@ def _decodes(token: bytes) -> bool:
         return False
 
 
-def _show_token(token) -> str:
+def show_token(token) -> str:
     """A bad token quoted for a message: decoded with replacement characters, at most SHOWN_CHARS long."""
     text = token.decode("utf-8", errors="replace") if isinstance(token, bytes) else str(token)
     return repr(text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "...")
@@ -391,7 +391,7 @@ def _utf8(path: str, col, name: str):
     except pa.ArrowInvalid:
         values = col.to_pylist()
         row = next(i for i, v in enumerate(values) if not _decodes(v))
-        raise DataError(f"{_place(path, row)}: id {_show_token(values[row])} in column {name!r} is not valid "
+        raise DataError(f"{_place(path, row)}: id {show_token(values[row])} in column {name!r} is not valid "
                         "UTF-8; store ids as integers or UTF-8 strings") from None
 
 
@@ -412,7 +412,7 @@ def _float_ids(path: str, values: np.ndarray, name: str, texts: np.ndarray | Non
         row = int(np.flatnonzero(~fits)[0])
         why = ("not a finite number" if not finite[row] else "not a whole number" if not whole[row]
                else "beyond the 64-bit integer range")
-        shown = _show_token(texts[row]) if texts is not None else repr(float(values[row]))
+        shown = show_token(texts[row]) if texts is not None else repr(float(values[row]))
         raise DataError(f"{_place(path, row)}: id {shown} in column {name!r} is {why}; "
                         "ids must be integers or strings")
     return values.astype(np.int64)

@@ -83,7 +83,7 @@ def test_a_user_whose_lines_are_apart_is_refused_and_nothing_is_written(tmp_path
                                                                              f"{name(500)} {index.item_ids[4]}"]
     (tmp_path / "apart.txt").write_text("\n".join(lines) + "\n")
     for chunk in (64, 1 << 20):  # the lines in two blocks (found by their keys), or in one (by their runs)
-        with pytest.raises(DataError, match=rf"apart.txt: user {name(17)} is named on lines that are apart .*"
+        with pytest.raises(DataError, match=rf"apart.txt: user '{name(17)}' is named on lines that are apart .*"
                                             r"\(sort the file by user\)$"):
             recommend_file(index, str(tmp_path / "apart.txt"), str(tmp_path / "out.parquet"), chunk_bytes=chunk)
         assert [p.name for p in tmp_path.iterdir()] == ["apart.txt"]

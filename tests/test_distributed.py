@@ -174,7 +174,7 @@ def test_a_user_in_two_partitions_is_refused_and_nothing_is_written(client, inde
     (users / "a.txt").write_text("1 0 1\n5 2 3\n")
     (users / "b.txt").write_text("6 4\n5 7\n")
     out = tmp_path / "recs"
-    with pytest.raises(DataError, match=r"^user 5 is in partitions .*a.txt and .*b.txt and would be answered in "
+    with pytest.raises(DataError, match=r"^user '5' is in partitions .*a.txt and .*b.txt and would be answered in "
                                         "each from part of its history"):
         recommend(index_path, users, out, k=3, scheduler=client)
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["split"]
@@ -184,7 +184,7 @@ def test_gram_refuses_a_user_in_two_partitions(client, tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "a.txt").write_text("u1 10 11\nu5 12\n")
     (tmp_path / "data" / "b.txt").write_text("u6 13\nu5 14 15\n")
-    with pytest.raises(DataError, match=r"^user u5 has interactions in partitions .*a.txt and .*b.txt: X\^T X sums"):
+    with pytest.raises(DataError, match=r"^user 'u5' has interactions in partitions .*a.txt and .*b.txt: X\^T X sums"):
         gram(tmp_path / "data", client)
     (tmp_path / "data" / "b.txt").write_text("u6 13\nu7 14 15\n")
     assert gram(tmp_path / "data", client).n_users == 4

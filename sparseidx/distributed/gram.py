@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ..data import load_interactions, popularity
+from ..data import load_interactions, popularity, show_token
 from ..errors import DataError
 from ..progress import counter, log, stage
 from ..user_keys import keys, split_user
@@ -95,8 +95,9 @@ def _check_apart(parts: list[str], part_keys: list[np.ndarray]) -> None:
     found = split_user(part_keys, lambda i: load_interactions(parts[i]).user_ids)
     if found:
         user, where = found
-        raise DataError(f"user {user} has interactions in partitions {parts[where[0]]} and {parts[where[1]]}: X^T X "
-                        "sums each user's items together, so put each user's interactions in one partition")
+        raise DataError(f"user {show_token(user)} has interactions in partitions {parts[where[0]]} and "
+                        f"{parts[where[1]]}: X^T X sums each user's items together, so put each user's interactions "
+                        "in one partition")
 
 
 def _union(*ids: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..batch import answered_users, recommend_file
+from ..data import show_token
 from ..errors import DataError, SparseIdxError
 from ..files import OutputKind, atomic_output, check_output
 from ..progress import counter, log
@@ -162,7 +163,7 @@ def _check_once(results: list[dict], tmp: str) -> None:
     if found:
         user, where = found
         first, second = sorted(results[i]["partition"] for i in where)[:2]
-        raise DataError(f"user {user} is in partitions {first} and {second} and would be answered in each "
+        raise DataError(f"user {show_token(user)} is in partitions {first} and {second} and would be answered in each "
                         "from part of its history; put each user's whole history in one partition")
 
 

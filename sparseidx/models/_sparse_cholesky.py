@@ -8,9 +8,8 @@
    takes every entry computed, and the row is then cut to its diagonal and k - 1 largest others
    before later rows use it, which is where the dense route cuts it too, only later.
 
-With the exact inverse, every entry kept and k = None this is the dense route's factor. On
-amazon-book, from the exact P, 200 kept entries per row give Recall@20 0.1720 against the dense
-route's 0.1722 (docs/sparse-cholesky.md): what limits the route is how well P~ approximates P.
+With the exact inverse, every entry kept and k = None this is the dense route's factor; with cuts,
+what limits the route is how well P~ approximates P (docs/sparse-cholesky.md).
 """
 
 from __future__ import annotations
