@@ -1,12 +1,14 @@
-"""Issue 7 figures: dense ELSA vs Compressed ELSA at equal bytes per item (dense 4 B/dim, sparse 8 B/non-zero).
+"""Dense ELSA vs Compressed ELSA at equal bytes per item (dense 4 B/dim, sparse 8 B/non-zero), and Compressed
+ELSA's two training recipes (short: the library's ``epochs`` epochs; reference: the authors' code).
 
-For every dense size d, Compressed ELSA keeps d/2 non-zeros per item (same bytes);
-the dense model 10x larger than the smallest is the third reference point. Each model
-trains in its own child process; Recall@20 / NDCG@20 come from the same index and
-metric code (FAISS Flat for dense ELSA, the sparse index for Compressed ELSA).
+For every size in ``--bytes``, dense ELSA gets bytes/4 dims and every Compressed ELSA recipe
+bytes/8 non-zeros per item out of ``--celsa-dims``; ``--dense-10x`` adds the dense model ten
+times the smallest. Each model trains in its own child process; Recall@20 / NDCG@20 come from
+the same index and metric code (FAISS Flat for dense ELSA, the sparse index for Compressed ELSA).
 
-    python benchmarks/elsa.py --data examples/amazon-book --out reports/elsa \\
-        [--dense 32,64 --celsa-dims 1024 --epochs 5]
+    python benchmarks/elsa.py --data examples/amazon-book --out reports/elsa/recipes \\
+        --bytes 128,256 --recipes short,reference --no-dense
+    python benchmarks/elsa.py --out reports/elsa/4096 --celsa-dims 4096 --bytes 128 --recipes short --no-dense
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 import report  # benchmarks/, this script's directory
 
 
-def child(data: str, model: str, dims: int, nnz: int, epochs: int, batch: int, lr: float) -> dict:
+def child(data: str, job: dict) -> dict:
     from sparseidx import Index, evaluate
     from sparseidx.data import load_interactions
     from sparseidx.index.dense import DenseIndex
@@ -30,50 +32,60 @@ def child(data: str, model: str, dims: int, nnz: int, epochs: int, batch: int, l
 
     train = load_interactions(os.path.join(data, "train.txt"))
     t0 = time.perf_counter()
-    if model == "elsa":
-        factors = fit_elsa(train, dims=dims, epochs=epochs, batch_size=batch, lr=lr)
+    common = {"epochs": job["epochs"], "batch_size": job["batch_size"], "lr": job["lr"]}
+    if job["model"] == "elsa":
+        factors = fit_elsa(train, dims=job["dims"], **common)
         index = DenseIndex.build(factors, "Flat")
-        bytes_per_item = 4 * dims
     else:
-        factors = fit_compressed_elsa(train, dims=dims, nnz_per_item=nnz, epochs=epochs, batch_size=batch, lr=lr)
+        factors = fit_compressed_elsa(train, dims=job["dims"], nnz_per_item=job["nnz"], recipe=job["recipe"],
+                                      max_output=job["max_output"], **common)
         index = Index.build(factors)
-        bytes_per_item = 8 * nnz
     seconds = time.perf_counter() - t0
     m = evaluate(index, train, os.path.join(data, "test.txt"), ks=(20,))
-    return {"model": model, "dims": dims, "nnz_per_item": nnz if model == "celsa" else dims,
-            "bytes_per_item": bytes_per_item, "fit_seconds": seconds, "epochs": epochs,
-            "recall@20": m["recall@20"], "ndcg@20": m["ndcg@20"],
+    return {**job, "fit_seconds": seconds, "epochs_trained": len(factors.params["losses"]),
+            "final_loss": factors.params["losses"][-1], "recall@20": m["recall@20"], "ndcg@20": m["ndcg@20"],
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_child":
-        data, model, dims, nnz, epochs, batch, lr = sys.argv[2:9]
-        print(json.dumps(child(data, model, int(dims), int(nnz), int(epochs), int(batch), float(lr))))
+        print(json.dumps(child(sys.argv[2], json.loads(sys.argv[3]))))
         return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="examples/amazon-book")
     ap.add_argument("--out", default="reports/elsa")
-    ap.add_argument("--dense", default="32,64", help="dense ELSA sizes d (Compressed ELSA gets d/2 non-zeros)")
+    ap.add_argument("--bytes", default="128,256", help="bytes per item of every model compared")
+    ap.add_argument("--no-dense", action="store_true", help="leave out dense ELSA")
+    ap.add_argument("--dense-10x", action="store_true", help="add dense ELSA ten times the smallest size")
+    ap.add_argument("--recipes", default="short", help="Compressed ELSA recipes: short, reference or both")
     ap.add_argument("--celsa-dims", type=int, default=1024)
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--max-output", type=int, default=20000,
+                    help="output columns per batch of the reference recipe (its README's value)")
     args = ap.parse_args()
-    sizes = [int(d) for d in args.dense.split(",")]
-    jobs = [("elsa", d, d) for d in sizes] + [("celsa", args.celsa_dims, d // 2) for d in sizes]
-    jobs.append(("elsa", 10 * sizes[0], 10 * sizes[0]))  # the dense model 10x larger
+    sizes = [int(b) for b in args.bytes.split(",")]
+    common = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
+    jobs = [] if args.no_dense else [{"model": "elsa", "dims": b // 4, **common} for b in sizes]
+    if args.dense_10x:
+        jobs.append({"model": "elsa", "dims": 10 * sizes[0] // 4, **common})
+    for name in args.recipes.split(","):
+        jobs += [{"model": "celsa", "recipe": name, "dims": args.celsa_dims, "nnz": b // 8,
+                  "max_output": args.max_output if name == "reference" else 0, **common} for b in sizes]
     rows = []
-    for model, dims, nnz in jobs:
-        out = subprocess.run([sys.executable, __file__, "_child", args.data, model, str(dims), str(nnz),
-                              str(args.epochs), str(args.batch_size), str(args.lr)],
+    for job in jobs:
+        out = subprocess.run([sys.executable, __file__, "_child", args.data, json.dumps(job)],
                              check=True, stdout=subprocess.PIPE, text=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    lines = [f"## ELSA vs Compressed ELSA ({args.epochs} epochs, batch {args.batch_size}, lr {args.lr:g})", "",
-             *report.table(["model", "dims", "nnz/item", "bytes/item", "Recall@20", "NDCG@20", "fit s"],
-                           [[r["model"], r["dims"], r["nnz_per_item"], r["bytes_per_item"], f"{r['recall@20']:.4f}",
-                             f"{r['ndcg@20']:.4f}", f"{r['fit_seconds']:.0f}"] for r in rows])]
+    lines = [f"## ELSA and Compressed ELSA (epochs {args.epochs}, batch {args.batch_size}, lr {args.lr:g})", "",
+             *report.table(["model", "recipe", "dims", "nnz/item", "bytes/item", "epochs trained", "Recall@20",
+                            "NDCG@20", "fit s", "peak GiB"],
+                           [[r["model"], r.get("recipe", "-"), r["dims"], r.get("nnz", r["dims"]),
+                             8 * r["nnz"] if r["model"] == "celsa" else 4 * r["dims"], r["epochs_trained"],
+                             f"{r['recall@20']:.4f}", f"{r['ndcg@20']:.4f}", f"{r['fit_seconds']:.0f}",
+                             f"{r['peak_rss_gib']:.1f}"] for r in rows])]
     report.write(args.out, {"args": vars(args), "rows": rows}, "\n".join(lines) + "\n")
 
 

@@ -9,8 +9,9 @@ from helpers import random_factors, random_interactions, write_lines
 
 from sparseidx import Index
 from sparseidx.errors import DataError
-from sparseidx.models.elsa import (NAdam, fit_compressed_elsa, fit_elsa, loss_and_gradient, normalise_rows,
-                                   nnz_schedule, top_k_rows)
+from sparseidx.models._elsa_training import (NAdam, ell_loss_and_gradient, loss_and_gradient, normalise_rows,
+                                             output_columns, top_k_rows)
+from sparseidx.models.elsa import fit_compressed_elsa, fit_elsa, nnz_schedule, reference_schedule
 
 
 def test_gradient_matches_finite_differences():
@@ -247,3 +248,117 @@ def test_cli_builds_elsa_on_faiss_and_celsa_sparse(tmp_path):
     assert res.exit_code == 0, res.output
     idx = Index.open(tmp_path / "c.idx")
     assert idx.backend == "sparse" and idx.manifest["params"]["rewind"] is True
+
+
+def _reference_loss(A, X, columns, clip, column_mean):
+    """The reference's loss from its definition: output columns repeated as drawn, ReLU6, Keras's NMSE."""
+    A_hat = A / np.linalg.norm(A, axis=1, keepdims=True)
+    Y = (X @ A_hat @ A_hat.T - X)[:, columns]
+    if clip:
+        Y = np.clip(Y, 0, clip)
+    T = X[:, columns]
+    norm = np.maximum(np.linalg.norm(Y, axis=1, keepdims=True), 1e-12)
+    per_user = np.sum((Y / norm - T / np.linalg.norm(T, axis=1, keepdims=True)) ** 2, axis=1)
+    return float(np.mean(per_user / (len(columns) if column_mean else 1)))
+
+
+@pytest.mark.parametrize("clip, column_mean", [(0.0, False), (6.0, True), (0.3, True)])
+def test_sampled_clipped_loss_matches_its_definition_and_finite_differences(clip, column_mean):
+    rng = np.random.default_rng(5)
+    A = rng.normal(size=(14, 5))
+    X = (rng.random((6, 14)) < 0.3).astype(float)
+    X[:, 0] = 1.0
+    drawn = [0, 3, 3, 7, 7, 7, 12, *np.flatnonzero(X.any(axis=0))]  # repeats: drawn with replacement
+    columns, counts = np.unique(drawn, return_counts=True)
+    args = (sp.csr_matrix(X), columns, counts.astype(np.float32), clip, column_mean)
+    value, grad = loss_and_gradient(A, *args)
+    assert np.isclose(value, _reference_loss(A, X, drawn, clip, column_mean))
+    num = np.zeros_like(A)
+    for i, j in np.ndindex(*A.shape):
+        Ap, Am = A.copy(), A.copy()
+        Ap[i, j] += 1e-6
+        Am[i, j] -= 1e-6
+        num[i, j] = (loss_and_gradient(Ap, *args)[0] - loss_and_gradient(Am, *args)[0]) / 2e-6
+    assert np.allclose(grad, num, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_sparse_rows_give_the_dense_loss_and_gradient_on_their_entries(sampled):
+    rng = np.random.default_rng(6)
+    n, dims, k = 40, 24, 3
+    cols = np.sort(np.stack([rng.choice(dims, k, replace=False) for _ in range(n)]), axis=1).astype(np.int32)
+    vals = rng.normal(size=(n, k)).astype(np.float32)
+    A = np.zeros((n, dims), dtype=np.float32)
+    np.put_along_axis(A, cols, vals, axis=1)
+    Xb = sp.csr_matrix((rng.random((9, n)) < 0.2).astype(np.float32))
+    columns, weights = (np.array([1, 2, 5, 30, 33]), np.array([1, 2, 1, 3, 1], np.float32)) if sampled else (None, None)
+    dense_value, dense_grad = loss_and_gradient(A.astype(np.float64), Xb, columns, weights, 6.0, sampled)
+    value, grad = ell_loss_and_gradient(cols, vals, Xb, dims, columns, weights, 6.0, sampled)
+    assert np.isclose(value, dense_value, rtol=1e-5)
+    assert np.allclose(grad, np.take_along_axis(dense_grad, cols, axis=1), rtol=1e-4, atol=1e-6)
+
+
+def test_nadam_with_keras_settings_follows_the_keras_formula():
+    p0 = np.array([1.0, -2.0, 0.5], dtype=np.float32)
+    grads = [np.array([0.5, 0.25, -1.0], np.float32), np.array([-0.1, 0.3, 0.2], np.float32)]
+    p = p0.copy()
+    opt = NAdam(p.shape, lr=0.1, eps=1e-7, momentum_decay=1.0)
+    for g in grads:
+        opt.step(p, g)
+    # keras/src/optimizers/nadam.py update_step, written out
+    ref, m, v, u_product = p0.astype(np.float64), 0.0, 0.0, 1.0
+    for t, g in enumerate(grads, start=1):
+        cache_t, cache_t1 = 0.9 * (1 - 0.5 * 0.96 ** t), 0.9 * (1 - 0.5 * 0.96 ** (t + 1))
+        u_t = u_product * cache_t
+        u_t1 = u_t * cache_t1
+        u_product = u_t
+        m = m + (g - m) * 0.1
+        v = v + (g * g - v) * 0.001
+        m_hat = cache_t1 * m / (1 - u_t1) + (1 - cache_t) * g / (1 - u_t)
+        ref = ref - 0.1 * m_hat / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-7)
+    assert np.allclose(p, ref, rtol=1e-5)
+
+
+def test_nadam_keeps_masked_entries_at_zero():
+    p = np.array([[1.0, 0.0], [0.0, 2.0]], dtype=np.float32)
+    keep = p != 0
+    NAdam(p.shape, lr=0.1).step(p, np.ones_like(p), keep)
+    assert p[0, 1] == 0 and p[1, 0] == 0 and p[0, 0] < 1 and p[1, 1] < 2
+
+
+def test_reference_schedule_is_the_authors_code():
+    # experiment_compressed_elsa.py: step = (start - target) // (epochs * (len(vals) - 1)),
+    # k_i = int(factors * 2 ** -(1 + i / epochs)) for i in range(len(range(start, target + step, -step)))
+    for factors, vals in [(4096, [0, 1024, 512, 256, 128, 64, 32, 16]), (4096, [0, 1024, 512, 256, 128, 64, 32]),
+                          (1024, [0, 256, 128, 64, 32, 16]), (4096, [0, 1024, 512, 256, 128, 64, 32, 16, 8])]:
+        epochs, target = 10, vals[-1]
+        step = (factors - target) // (epochs * (len(vals) - 1))
+        stages = len(range(factors, target + step, -step))
+        authors = [factors] + [int(factors * 2 ** -(1 + i / epochs)) for i in range(1, stages)]
+        assert reference_schedule(factors, target, epochs) == authors
+    plan = reference_schedule(4096, 16, 10)
+    assert len(plan) == 70 and plan[:2] == [4096, 1910] and plan[10] == 1024 and plan[-1] == 17
+
+
+def test_output_columns_are_the_batch_items_plus_untouched_negatives_drawn_with_replacement():
+    Xb = sp.csr_matrix(np.array([[1, 0, 1, 0, 0, 0, 0, 0], [0, 0, 1, 1, 0, 0, 0, 0]], dtype=np.float32))
+    columns, weights = output_columns(Xb, 8, 20, np.random.default_rng(0))
+    assert columns[:3].tolist() == [0, 2, 3] and (weights[:3] == 1).all()
+    assert set(columns[3:].tolist()) <= {1, 4, 5, 6, 7} and weights.sum() == 20
+    columns, weights = output_columns(Xb, 8, 2, np.random.default_rng(0))
+    assert weights.sum() == 4 and columns.size == 4  # one negative at least
+    assert output_columns(Xb, 8, 0, np.random.default_rng(0)) == (None, None)
+
+
+def test_the_reference_recipe_trains_its_stages_and_ends_sparse():
+    X = random_interactions(150, 40, density=0.15, seed=8)
+    f = fit_compressed_elsa(X, dims=64, nnz_per_item=4, epochs=2, batch_size=32, recipe="reference",
+                            max_output=30, seed=2)
+    plan = reference_schedule(64, 4, 2)
+    assert f.params["nnz_plan"] == plan + [4] and len(f.params["losses"]) == len(plan) + 2
+    V = f.embeddings
+    assert (np.diff(V.indptr) == 4).all()
+    assert np.allclose(np.sqrt(np.asarray(V.multiply(V).sum(axis=1)).ravel()), 1.0, atol=1e-5)
+    again = fit_compressed_elsa(X, dims=64, nnz_per_item=4, epochs=2, batch_size=32, recipe="reference",
+                                max_output=30, seed=2)
+    assert (again.embeddings != V).nnz == 0

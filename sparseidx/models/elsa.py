@@ -3,17 +3,25 @@
 ELSA: A (items x dims) with L2-normalised rows A_hat; a user's prediction is
 x A_hat A_hat^T - x (zero diagonal in effect); the loss is the squared distance
 between the row-normalised prediction and the row-normalised input, averaged
-over the users of a batch; NAdam as in torch.optim.NAdam; Xavier-uniform init.
-Gradients are analytic (checked against finite differences in the tests).
+over the users of a batch; NAdam; Xavier-uniform init (``_elsa_training``).
 
-Compressed ELSA: the same model with every row of A kept to its top-k |values|;
-k goes from dims down to ``nnz_per_item`` on a schedule (one stage per epoch, the
-last epochs at the target), optionally rewinding surviving weights to their
-initial values at each stage; the result is sparse: E = V = A_hat, priors 1.
+Compressed ELSA: the same model with every row of A kept to its top-k |values|,
+k going from dims down to ``nnz_per_item`` in stages; the result is sparse:
+E = V = A_hat, priors 1. Two recipes:
+
+- ``reference``, the authors' code (zombak79/compressed_elsa, docs/elsa-reference.md):
+  stage i keeps int(dims * 2^-(1 + i/epochs)) non-zeros for one epoch, halving every
+  ``epochs`` stages down to the target, then ``epochs`` epochs at the target; every stage
+  restarts from the initial weights under its mask with a fresh Keras-style Nadam; the
+  residual is clipped to [0, 6] and the loss averaged over the output columns
+  (``max_output``: the batch's items plus sampled negatives).
+- ``short``: ``epochs`` epochs in all, one pruning stage per epoch on ``schedule``, one
+  optimiser throughout, optionally rewinding; no clipping, every item an output column.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -22,71 +30,12 @@ import scipy.sparse as sp
 from ..data import popularity
 from ..errors import DataError
 from ..factors import DenseFactors, Factors
-from ..progress import counter, log
+from ._elsa_training import Recipe, train
 from .base import SEED, Model, dims_param, fit_function
-from .params import AT_LEAST_1, POSITIVE, OneOf, Param, ParamError
+from .params import AT_LEAST_1, NON_NEGATIVE, POSITIVE, OneOf, Param, ParamError
 
 SCHEDULES = ("exponential", "linear", "step")
-
-
-class NAdam:
-    """torch.optim.NAdam's update (betas 0.9/0.999, eps 1e-8, momentum decay 4e-3), for one array."""
-
-    def __init__(self, shape, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, momentum_decay: float = 4e-3):
-        self.lr, self.beta1, self.beta2, self.eps, self.psi = lr, betas[0], betas[1], eps, momentum_decay
-        self.m = np.zeros(shape, dtype=np.float32)
-        self.v = np.zeros(shape, dtype=np.float32)
-        self.t = 0
-        self.mu_product = 1.0
-
-    def step(self, param: np.ndarray, grad: np.ndarray) -> None:
-        """Update ``param`` in place from ``grad``."""
-        self.t += 1
-        t, b1, b2 = self.t, self.beta1, self.beta2
-        mu = b1 * (1.0 - 0.5 * 0.96 ** (t * self.psi))
-        mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * self.psi))
-        self.mu_product *= mu
-        self.m *= b1
-        self.m += (1 - b1) * grad
-        self.v *= b2
-        self.v += (1 - b2) * grad * grad
-        denom = np.sqrt(self.v / (1 - b2 ** t)) + self.eps
-        param -= (self.lr * (1 - mu) / (1 - self.mu_product)) * grad / denom
-        param -= (self.lr * mu_next / (1 - self.mu_product * mu_next)) * self.m / denom
-
-
-def normalise_rows(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(A with unit-norm rows, the row norms); all-zero rows stay zero."""
-    norms = np.linalg.norm(A, axis=1)
-    safe = np.where(norms > 0, norms, 1.0)
-    return A / safe[:, None], safe
-
-
-def loss_and_gradient(A: np.ndarray, Xb: sp.csr_matrix) -> tuple[float, np.ndarray]:
-    """ELSA's batch loss and its gradient with respect to A (before row normalisation)."""
-    A_hat, norms = normalise_rows(A)
-    Z = np.asarray(Xb @ A_hat)  # users x dims
-    X = Xb.toarray().astype(A.dtype)
-    Y = Z @ A_hat.T - X
-    y_norm = np.maximum(np.linalg.norm(Y, axis=1, keepdims=True), 1e-12)
-    x_norm = np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-    Y_hat, T = Y / y_norm, X / x_norm
-    b = X.shape[0]
-    value = float(np.sum((Y_hat - T) ** 2) / b)
-    G = 2.0 * (Y_hat * np.sum(Y_hat * T, axis=1, keepdims=True) - T) / y_norm / b  # dL/dY
-    grad_hat = np.asarray(Xb.T @ (G @ A_hat)) + G.T @ Z  # dL/dA_hat
-    grad = (grad_hat - A_hat * np.sum(A_hat * grad_hat, axis=1, keepdims=True)) / norms[:, None]
-    return value, grad.astype(A.dtype)
-
-
-def top_k_rows(A: np.ndarray, k: int) -> np.ndarray:
-    """Boolean mask of the k largest |values| of every row of A."""
-    if k >= A.shape[1]:
-        return np.ones(A.shape, dtype=bool)
-    idx = np.argpartition(-np.abs(A), k - 1, axis=1)[:, :k]
-    mask = np.zeros(A.shape, dtype=bool)
-    np.put_along_axis(mask, idx, True, axis=1)
-    return mask
+RECIPES = ("short", "reference")
 
 
 def nnz_schedule(dims: int, target: int, epochs: int, schedule: str) -> list[int]:
@@ -109,55 +58,39 @@ def nnz_schedule(dims: int, target: int, epochs: int, schedule: str) -> list[int
     return out
 
 
-def _train(X, dims, epochs, batch_size, lr, seed, masks=None, rewind=False):
-    """The shared training loop; ``masks`` maps epoch -> nnz per row kept after it (Compressed ELSA)."""
-    n_items = X.shape[1]
-    rng = np.random.default_rng(seed)
-    bound = np.sqrt(6.0 / (n_items + dims))
-    A = rng.uniform(-bound, bound, size=(n_items, dims)).astype(np.float32)
-    initial = A.copy() if rewind else None
-    keep = np.ones(A.shape, dtype=bool)
-    opt = NAdam(A.shape, lr)
-    users = np.flatnonzero(np.diff(X.indptr) > 0)
-    losses = []
-    for epoch in range(epochs):
-        order = rng.permutation(users)
-        total = 0.0
-        with counter(len(order), f"epoch {epoch + 1}/{epochs}") as progress:
-            for s in range(0, len(order), batch_size):
-                rows = order[s: s + batch_size]
-                value, grad = loss_and_gradient(A, X[rows])
-                if masks is not None:
-                    grad *= keep
-                opt.step(A, grad)
-                if masks is not None:
-                    A *= keep
-                total += value * len(rows)
-                progress.update(len(rows))
-        losses.append(total / max(len(users), 1))
-        log.info("epoch %d: loss %.5f", epoch + 1, losses[-1])
-        if masks is not None and masks[epoch] < int(keep.sum(axis=1).max()):
-            keep = top_k_rows(np.where(keep, A, 0.0), masks[epoch])
-            A = np.where(keep, initial if rewind else A, 0.0).astype(np.float32)
-            log.info("kept %d non-zeros per item", masks[epoch])
-    return A, losses
+def reference_schedule(dims: int, target: int, epochs: int) -> list[int]:
+    """Non-zeros per row of the reference recipe's one-epoch stages: dims, then int(dims * 2^-(1 + i/epochs))
+    for i = 1 .. epochs * (log2(dims/target) - 1) - 1, never below ``target`` (4096 -> 16: 70 stages)."""
+    stages = max(1, round(epochs * (math.log2(dims / target) - 1)))
+    return [dims] + [max(target, int(dims * 2.0 ** -(1 + i / epochs))) for i in range(1, stages)]
+
+
+def recipe(name: str, dims: int, target: int, epochs: int, schedule: str = "exponential", rewind: bool = False,
+           max_output: int = 0) -> Recipe:
+    """The training recipe ``name`` (one of RECIPES) from ``dims`` down to ``target`` non-zeros per row."""
+    if name == "reference":
+        stages = [(k, 1) for k in reference_schedule(dims, target, epochs)] + [(target, epochs)]
+        return Recipe(tuple(stages), rewind=True, restart=True, momentum_decay=1.0, eps=1e-7, clip=6.0,
+                      max_output=max_output, column_mean=True)
+    ks = [dims] + nnz_schedule(dims, target, epochs, schedule)[:-1]
+    ks[-1] = target
+    return Recipe(tuple((k, 1) for k in ks), rewind=rewind, max_output=max_output)
 
 
 class _ElsaBase(Model):
     """The training parameters ELSA and Compressed ELSA share."""
 
     training = (
-        Param("epochs", int, 10, "training epochs", AT_LEAST_1),
+        Param("epochs", int, 10, "training epochs (celsa's reference recipe: stages per halving and epochs "
+                                 "at the target)", AT_LEAST_1),
         Param("batch_size", int, 1024, "users per batch", AT_LEAST_1),
         Param("lr", float, 0.1, "learning rate", POSITIVE),
     )
 
-    def _train(self, X, masks=None, rewind=False) -> tuple[np.ndarray, list[float]]:
+    def _train(self, X, how: Recipe):
         if X.nnz == 0:
             raise DataError("no interactions to train on")
-        A, losses = _train(sp.csr_matrix(X, dtype=np.float32), self.dims, self.epochs, self.batch_size, self.lr,
-                           self.seed, masks=masks, rewind=rewind)
-        return normalise_rows(A)[0], losses
+        return train(sp.csr_matrix(X, dtype=np.float32), self.dims, how, self.batch_size, self.lr, self.seed)
 
 
 class Elsa(_ElsaBase):
@@ -169,7 +102,7 @@ class Elsa(_ElsaBase):
 
     def _fit(self, X, item_ids) -> DenseFactors:
         t0 = time.perf_counter()
-        A_hat, losses = self._train(X)
+        A_hat, losses = self._train(X, Recipe(((self.dims, self.epochs),)))
         params = {**self.get_params(), "losses": losses, "fit_seconds": round(time.perf_counter() - t0, 3)}
         return DenseFactors(encoder=A_hat, embeddings=A_hat, priors=np.ones(X.shape[1], dtype=np.float32),
                             item_ids=item_ids, model=self.name, params=params, popularity=popularity(X))
@@ -183,8 +116,14 @@ class CompressedElsa(_ElsaBase):
         dims_param(1024),
         Param("nnz_per_item", int, 16, "non-zeros per item after compression (at most dims)", AT_LEAST_1),
         *_ElsaBase.training,
-        Param("schedule", str, "exponential", "how non-zeros per item decrease during training", OneOf(SCHEDULES)),
-        Param("rewind", bool, False, "rewind surviving weights to their initial values each stage"),
+        Param("recipe", str, "short", "how training compresses: short (epochs in all) or reference (the "
+                                      "authors' code: one-epoch stages, rewinding, ReLU6)", OneOf(RECIPES)),
+        Param("schedule", str, "exponential", "short recipe: how non-zeros per item decrease",
+              OneOf(SCHEDULES)),
+        Param("rewind", bool, False, "short recipe: rewind surviving weights to their initial values each stage "
+                                     "(the reference recipe always does)"),
+        Param("max_output", int, 0, "output columns per batch: the batch's items plus negatives sampled with "
+                                    "replacement (0: every item)", NON_NEGATIVE),
         SEED,
     )
 
@@ -194,14 +133,15 @@ class CompressedElsa(_ElsaBase):
                                              f"got {self.nnz_per_item}")
 
     def _fit(self, X, item_ids) -> Factors:
-        plan = nnz_schedule(self.dims, self.nnz_per_item, self.epochs, self.schedule)
+        how = recipe(self.recipe, self.dims, self.nnz_per_item, self.epochs, self.schedule, self.rewind,
+                     self.max_output)
         t0 = time.perf_counter()
-        A_hat, losses = self._train(X, masks=plan, rewind=self.rewind)
-        params = {**self.get_params(), "rewind": bool(self.rewind), "nnz_plan": plan, "losses": losses,
-                  "fit_seconds": round(time.perf_counter() - t0, 3)}
-        return Factors(encoder=sp.csr_matrix(A_hat), embeddings=sp.csr_matrix(A_hat),
-                       priors=np.ones(X.shape[1], dtype=np.float32), item_ids=item_ids, model=self.name,
-                       params=params, popularity=popularity(X))
+        A_hat, losses = self._train(X, how)
+        A_hat = sp.csr_matrix(A_hat, dtype=np.float32)
+        params = {**self.get_params(), "rewind": how.rewind, "nnz_plan": [k for k, _ in how.stages],
+                  "losses": losses, "fit_seconds": round(time.perf_counter() - t0, 3)}
+        return Factors(encoder=A_hat, embeddings=A_hat, priors=np.ones(X.shape[1], dtype=np.float32),
+                       item_ids=item_ids, model=self.name, params=params, popularity=popularity(X))
 
 
 fit_elsa = fit_function(Elsa, "fit_elsa")
