@@ -105,6 +105,8 @@ def test_top_k_rows_and_normalise():
     ({"dims": 0, "nnz_per_item": 1}, "dims must be an integer >= 1, got 0"),
     ({"dims": 8, "nnz_per_item": 2, "lr": 0}, "lr must be a finite number > 0, got 0"),
     ({"dims": 8, "nnz_per_item": 2, "rewind": "yes"}, "rewind must be true or false, got 'yes'"),
+    ({"dims": 8, "nnz_per_item": 2, "recipe": "paper"}, "recipe must be one of short, reference"),
+    ({"dims": 8, "nnz_per_item": 2, "max_output": -1}, "max_output must be an integer >= 0, got -1"),
 ])
 def test_invalid_parameters(kwargs, message):
     with pytest.raises(DataError, match=message):
@@ -248,6 +250,12 @@ def test_cli_builds_elsa_on_faiss_and_celsa_sparse(tmp_path):
     assert res.exit_code == 0, res.output
     idx = Index.open(tmp_path / "c.idx")
     assert idx.backend == "sparse" and idx.manifest["params"]["rewind"] is True
+    res = runner.invoke(cli, ["build", str(tmp_path / "train.txt"), "--model", "celsa", "--dims", "16",
+                              "--nnz-per-item", "4", "--epochs", "2", "--batch-size", "32", "--recipe", "reference",
+                              "--max-output", "20", "--out", str(tmp_path / "r.idx")])
+    assert res.exit_code == 0, res.output
+    params = Index.open(tmp_path / "r.idx").manifest["params"]
+    assert params["recipe"] == "reference" and params["rewind"] is True and params["nnz_plan"] == [16, 5, 4]
 
 
 def _reference_loss(A, X, columns, clip, column_mean):
@@ -285,7 +293,7 @@ def test_sampled_clipped_loss_matches_its_definition_and_finite_differences(clip
 @pytest.mark.parametrize("sampled", [False, True])
 def test_sparse_rows_give_the_dense_loss_and_gradient_on_their_entries(sampled):
     rng = np.random.default_rng(6)
-    n, dims, k = 40, 24, 3
+    n, dims, k = 40, 24, 6  # 6: four entries at a time, then two
     cols = np.sort(np.stack([rng.choice(dims, k, replace=False) for _ in range(n)]), axis=1).astype(np.int32)
     vals = rng.normal(size=(n, k)).astype(np.float32)
     A = np.zeros((n, dims), dtype=np.float32)
@@ -362,3 +370,20 @@ def test_the_reference_recipe_trains_its_stages_and_ends_sparse():
     again = fit_compressed_elsa(X, dims=64, nnz_per_item=4, epochs=2, batch_size=32, recipe="reference",
                                 max_output=30, seed=2)
     assert (again.embeddings != V).nnz == 0
+
+
+@pytest.mark.parametrize("name", ["short", "reference"])
+def test_sparse_passes_train_the_rows_the_dense_passes_train(name, monkeypatch):
+    from sparseidx.models import _elsa_training
+
+    # at 2 non-zeros per item many users' clipped residuals are float32 noise around 0, which the
+    # normalisation amplifies; 4 keeps both paths apart from such users
+    X = random_interactions(120, 50, density=0.12, seed=9)
+    kwargs = dict(dims=64, nnz_per_item=4, epochs=3, batch_size=40, recipe=name, max_output=25, seed=3)
+    sparse_passes = fit_compressed_elsa(X, **kwargs)
+    monkeypatch.setattr(_elsa_training, "SPARSE_BELOW", 10**6)  # dense arrays with masks throughout
+    dense_passes = fit_compressed_elsa(X, **kwargs)
+    assert sparse_passes.params["nnz_plan"] == dense_passes.params["nnz_plan"]
+    assert min(sparse_passes.params["nnz_plan"]) * 8 <= 64  # the sparse passes did run
+    assert np.allclose(sparse_passes.params["losses"], dense_passes.params["losses"], rtol=1e-5)
+    assert np.allclose(sparse_passes.embeddings.toarray(), dense_passes.embeddings.toarray(), atol=1e-4)
