@@ -106,7 +106,8 @@ def test_top_k_rows_and_normalise():
     ({"dims": 8, "nnz_per_item": 2, "lr": 0}, "lr must be a finite number > 0, got 0"),
     ({"dims": 8, "nnz_per_item": 2, "rewind": "yes"}, "rewind must be true or false, got 'yes'"),
     ({"dims": 8, "nnz_per_item": 2, "recipe": "paper"}, "recipe must be one of short, reference"),
-    ({"dims": 8, "nnz_per_item": 2, "max_output": -1}, "max_output must be an integer >= 0, got -1"),
+    ({"dims": 8, "nnz_per_item": 2, "max_output": -1}, r"max_output must be an integer in \[0, 1e\+07\], got -1"),
+    ({"dims": 8, "nnz_per_item": 2, "max_output": 10**12}, r"max_output must be an integer in \[0, 1e\+07\]"),
 ])
 def test_invalid_parameters(kwargs, message):
     with pytest.raises(DataError, match=message):

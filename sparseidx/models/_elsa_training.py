@@ -196,13 +196,9 @@ class _Rows:
             self.keep = top_k_rows(self.values, k)
             self.values = np.where(self.keep, self.values if initial is None else initial, 0).astype(np.float32)
             return
-        if self.cols is None:
-            picked = _top_k_columns(self.values, k)
-            self.cols = picked.astype(np.int32)
-            self.keep = None
-        else:
-            picked = np.sort(np.argpartition(-np.abs(self.values), k - 1, axis=1)[:, :k], axis=1)
-            self.cols = np.take_along_axis(self.cols, picked, axis=1)
+        picked = _top_k_columns(self.values, k)  # columns of dense rows, positions within ELL rows
+        self.cols = picked.astype(np.int32) if self.cols is None else np.take_along_axis(self.cols, picked, axis=1)
+        self.keep = None
         kept = np.take_along_axis(self.values, picked, axis=1)
         self.values = np.ascontiguousarray(kept if initial is None else np.take_along_axis(initial, self.cols, 1))
         if opt is not None:

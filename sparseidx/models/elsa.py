@@ -32,10 +32,11 @@ from ..errors import DataError
 from ..factors import DenseFactors, Factors
 from ._elsa_training import Recipe, train
 from .base import SEED, Model, dims_param, fit_function
-from .params import AT_LEAST_1, NON_NEGATIVE, POSITIVE, OneOf, Param, ParamError
+from .params import AT_LEAST_1, POSITIVE, OneOf, Param, ParamError, Range
 
 SCHEDULES = ("exponential", "linear", "step")
 RECIPES = ("short", "reference")
+MAX_OUTPUT = 10**7  # negatives are drawn one by one: 80 MB of draws per batch at most
 
 
 def nnz_schedule(dims: int, target: int, epochs: int, schedule: str) -> list[int]:
@@ -123,7 +124,7 @@ class CompressedElsa(_ElsaBase):
         Param("rewind", bool, False, "short recipe: rewind surviving weights to their initial values each stage "
                                      "(the reference recipe always does)"),
         Param("max_output", int, 0, "output columns per batch: the batch's items plus negatives sampled with "
-                                    "replacement (0: every item)", NON_NEGATIVE),
+                                    "replacement (0: every item)", Range(0, MAX_OUTPUT)),
         SEED,
     )
 
